@@ -1,0 +1,209 @@
+"""udfs.identity without Flink: the seed's scenarios, and order-independence against a reference."""
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from tests.conftest import BEGINNING, ONE_MINUTE
+from tracktor import envelopes as E
+from udfs.identity import IdentityMerger, replay_canonical
+from udfs.state import Cell, DictStore
+
+APP = "app1"
+
+
+def merger():
+    return IdentityMerger(DictStore(), DictStore(), Cell())
+
+
+def run(envs, m=None):
+    m = m or merger()
+    out = []
+    for env in envs:
+        out.extend(m.process(env))
+    return m, out
+
+
+def profile_of(m, distinct_id):
+    from udfs.identity import visible
+    person = m.canonical(distinct_id)
+    group = m.groups.get(person)
+    return visible(group["props"]) if group else {}
+
+
+def test_anonymous_browsing_then_identify_merges_into_the_identified_person():
+    anon = "a-3bxuAxl18r02UsdTUdk1Ri9"
+    m, out = run([
+        E.track(APP, anon, "Site visit", BEGINNING),
+        E.identify(APP, "unicorn", anon, BEGINNING + ONE_MINUTE),
+        E.track(APP, anon, "Free movie view", BEGINNING + 2 * ONE_MINUTE),
+    ])
+    assert m.canonical(anon) == "unicorn"
+    events = [r for role, _, r in out if role == "events"]
+    assert [e["person_id"] for e in events] == [anon, "unicorn"]
+    identities = [r for role, _, r in out if role == "identities"]
+    assert [(r["distinct_id"], r["person_id"]) for r in identities] == [(anon, "unicorn")]
+
+
+def test_identify_from_a_known_id_only_switches():
+    m, out = run([E.identify(APP, "bob", "alice", BEGINNING)])
+    assert out == []
+    assert m.canonical("alice") == "alice" and m.canonical("bob") == "bob"
+
+
+def test_alias_of_two_identified_profiles_merges_properties_latest_wins():
+    m, out = run([
+        E.set_properties(APP, "alice", {"email": "old@example.com", "city": "Paris"}, BEGINNING),
+        E.set_properties(APP, "alice2", {"email": "new@example.com", "plan": "gold"}, BEGINNING + ONE_MINUTE),
+        E.alias(APP, "alice2", "alice", BEGINNING + 2 * ONE_MINUTE),
+    ])
+    assert m.canonical("alice2") == "alice"
+    assert profile_of(m, "alice2") == {"email": "new@example.com", "city": "Paris", "plan": "gold"}
+    profiles = [r for role, _, r in out if role == "profiles"]
+    assert profiles[-2]["person_id"] == "alice2" and profiles[-2]["merged_into"] == "alice"
+    assert profiles[-1]["person_id"] == "alice" and profiles[-1]["properties"]["plan"] == "gold"
+    # the merged-away id keeps only its redirect: no group of its own
+    assert m.groups.get("alice2") is None and m.ids.get("alice2") == "alice"
+
+
+def test_null_deletes_a_property_and_arrays_are_kept_whole():
+    m, _ = run([
+        E.set_properties(APP, "u", {"delete_me": 1, "tags": ["a", "b"], "address": {"zip": "75001"}}, BEGINNING),
+        E.set_properties(APP, "u", {"delete_me": None}, BEGINNING + ONE_MINUTE),
+    ])
+    assert profile_of(m, "u") == {"tags": ["a", "b"], "address": {"zip": "75001"}}
+
+
+def test_an_older_set_arriving_late_does_not_resurrect_a_deleted_property():
+    m, _ = run([
+        E.set_properties(APP, "u", {"k": None}, BEGINNING + ONE_MINUTE),
+        E.set_properties(APP, "u", {"k": "stale"}, BEGINNING),
+    ])
+    assert profile_of(m, "u") == {}
+
+
+def test_an_email_that_is_not_a_string_goes_to_the_dead_letter_and_the_rest_is_kept():
+    m, out = run([E.set_properties(APP, "u", {"email": 42, "age": 30}, BEGINNING)])
+    dead = [r for role, _, r in out if role == "dead_letter"]
+    assert len(dead) == 1 and "email" in dead[0]["reason"]
+    assert profile_of(m, "u") == {"age": 30}
+
+
+def test_a_chain_of_three_merges_ends_on_the_last_destination():
+    m, _ = run([
+        E.alias(APP, "a", "b", BEGINNING),
+        E.alias(APP, "b", "c", BEGINNING + ONE_MINUTE),
+        E.alias(APP, "c", "d", BEGINNING + 2 * ONE_MINUTE),
+    ])
+    assert {m.canonical(x) for x in "abcd"} == {"d"}
+
+
+def test_a_cycle_converges_to_the_same_person_in_either_arrival_order():
+    first = E.alias(APP, "a", "b", BEGINNING)
+    second = E.alias(APP, "b", "a", BEGINNING + ONE_MINUTE)
+    m1, _ = run([first, second])
+    m2, _ = run([second, first])
+    assert m1.canonical("a") == m1.canonical("b") == m2.canonical("a") == m2.canonical("b") == "b"
+
+
+def test_a_replayed_merge_emits_nothing_new():
+    merge = E.alias(APP, "a", "b", BEGINNING)
+    m, first = run([merge])
+    _, again = run([merge], m)
+    assert first and again == []
+
+
+def test_cart_calls_become_cart_events_on_the_person():
+    m, out = run([
+        E.alias(APP, "a-x", "shopper", BEGINNING),
+        E.cart(APP, "a-x", "set", {"totalprice": 3.98, "products": []}, BEGINNING + ONE_MINUTE),
+    ])
+    event = [r for role, _, r in out if role == "events"][0]
+    assert (event["kind"], event["event"], event["person_id"]) == ("cart", "setCart", "shopper")
+
+
+def test_replay_canonical_follows_event_time_not_list_order():
+    edges = [[2, "e2", "b", "a"], [1, "e1", "a", "b"]]
+    assert replay_canonical(edges) == {"a": "b", "b": "b"}
+
+
+# -- order independence -----------------------------------------------------------
+IDS = ["a-1", "a-2", "a-3", "u1", "u2", "u3"]
+
+
+def reference(envs):
+    """The rules applied naively, in event-time order: a plain union-find and plain dicts."""
+    parent, props = {}, {}
+
+    def find(x):
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for env in sorted(envs, key=lambda e: (e["ts"], e["event_id"])):
+        if env["type"] == "alias":
+            src, dest = env["srcid"], env["destid"]
+        elif env["type"] == "identify" and env["previous_id"].startswith("a-") and env["previous_id"] != env["id"]:
+            src, dest = env["previous_id"], env["id"]
+        else:
+            src = dest = None
+        if src:
+            rs, rd = find(src), find(dest)
+            if rs != rd:
+                parent[rs] = rd
+        if env["type"] == "set":
+            for k, v in env["data"].items():
+                props[(env["id"], k)] = max(props.get((env["id"], k), (-1, "", None)), (env["ts"], env["event_id"], v))
+    persons = {x: find(x) for x in IDS}
+    profiles = {}
+    for (did, k), (ts, eid, v) in props.items():
+        cur = profiles.setdefault(persons[did], {}).get(k)
+        if cur is None or (ts, eid) > cur[:2]:
+            profiles[persons[did]][k] = (ts, eid, v)
+    return persons, {p: {k: t[2] for k, t in d.items() if t[2] is not None} for p, d in profiles.items()}
+
+
+calls = st.one_of(
+    st.tuples(st.just("alias"), st.sampled_from(IDS), st.sampled_from(IDS)),
+    st.tuples(st.just("identify"), st.sampled_from(IDS), st.sampled_from(IDS)),
+    st.tuples(st.just("set"), st.sampled_from(IDS), st.dictionaries(st.sampled_from(["city", "plan", "age"]),
+                                                                   st.one_of(st.none(), st.integers(0, 3)), min_size=1)),
+)
+
+
+def build(calls_list):
+    envs = []
+    for i, (kind, x, y) in enumerate(calls_list):
+        ts = BEGINNING + (i // 2) * ONE_MINUTE  # pairs share a timestamp: ties must break deterministically
+        eid = f"e{i:03d}"
+        if kind == "alias":
+            envs.append(E.alias(APP, x, y, ts, event_id=eid))
+        elif kind == "identify":
+            envs.append(E.identify(APP, y, x, ts, event_id=eid))
+        else:
+            envs.append(E.set_properties(APP, x, y, ts, event_id=eid))
+    return envs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(calls, max_size=25), st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_reference_persons_and_profiles(calls_list, rnd):
+    envs = build(calls_list)
+    shuffled = envs[:]
+    rnd.shuffle(shuffled)
+    expected_persons, expected_profiles = reference(envs)
+    for order in (envs, shuffled, shuffled + envs):  # the last one replays everything
+        m, _ = run(order)
+        assert {x: m.canonical(x) for x in IDS} == expected_persons
+        got = {}
+        for x in IDS:
+            p = profile_of(m, x)
+            if p:
+                got[m.canonical(x)] = p
+        assert got == {p: d for p, d in expected_profiles.items() if d}
+
+
+def test_state_holds_nothing_for_visitors_who_never_merge_or_set_properties():
+    m, _ = run([E.track(APP, f"a-{i}", "Site visit", BEGINNING + i) for i in range(100)])
+    assert len(m.ids) == 0 and len(m.groups) == 0

@@ -1,0 +1,4 @@
+"""Tracktor: a real-time customer-analytics pipeline on Kafka, PyFlink and ClickHouse."""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent

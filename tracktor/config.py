@@ -1,0 +1,246 @@
+"""Load and validate tracktor.yaml into plain values.
+
+Every error names the key path and what is wrong, e.g.
+``tracktor.yaml: apps[1].cart_timeout: expected a duration like 30m, got 'soon'``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tracktor import ROOT
+
+DEFAULT_PATH = ROOT / "tracktor.yaml"
+TOPIC_ROLES = ("raw", "events", "identities", "profiles", "derived", "segments", "dead_letter")
+ADVANCED_EVENTS = ("visited_site", "cart_abandoned", "cart_canceled", "cart_purchased")
+# Metric types and the fields each needs; sql/queries/metrics.sql answers them.
+METRIC_TYPES = {
+    "people_did_event": ("event",),
+    "times_event_happened": ("event",),
+}
+_DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Funnel:
+    name: str
+    steps: tuple[str, ...]
+    window_seconds: float | None  # None: the whole date range
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class App:
+    sid: str
+    name: str
+    secret: str
+    signed_only: bool
+    cart_timeout_seconds: float
+    visit_gap_seconds: float
+    advanced_events: frozenset[str]
+    funnels: dict[str, Funnel]
+    metrics: dict[str, Metric]
+    segments: dict[str, dict]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    data_dir: Path
+    kafka: dict
+    topics: dict[str, str]
+    clickhouse: dict
+    flink: dict
+    apps: dict[str, App] = field(default_factory=dict)
+
+    def app(self, sid: str) -> App:
+        if sid not in self.apps:
+            raise ConfigError(f"{self.path}: no app with sid {sid!r} (known: {', '.join(self.apps)})")
+        return self.apps[sid]
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from a number of seconds or a string like '90s', '30m', '2h', '7d'."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration like 30m, got {value!r}")
+    if isinstance(value, (int, float)) and value >= 0:
+        return float(value)
+    m = _DURATION.match(str(value).strip())
+    if not m:
+        raise ConfigError(f"{where}: expected a duration like 30m, got {value!r}")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+class _Reader:
+    """Walks the YAML tree, remembering the path for error messages."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, what: str):
+        raise ConfigError(f"{self.source}: {where}: {what}")
+
+    def mapping(self, node, where: str, required=(), optional=()) -> dict:
+        if not isinstance(node, dict):
+            self.fail(where, f"expected a mapping, got {type(node).__name__}")
+        for key in required:
+            if key not in node:
+                self.fail(where, f"missing key {key!r}")
+        unknown = set(node) - set(required) - set(optional)
+        if unknown:
+            self.fail(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        return node
+
+    def string(self, node, where: str) -> str:
+        if not isinstance(node, str) or not node.strip():
+            self.fail(where, f"expected a non-empty string, got {node!r}")
+        return node
+
+    def integer(self, node, where: str, minimum: int = 1) -> int:
+        if isinstance(node, bool) or not isinstance(node, int) or node < minimum:
+            self.fail(where, f"expected an integer >= {minimum}, got {node!r}")
+        return node
+
+    def boolean(self, node, where: str) -> bool:
+        if not isinstance(node, bool):
+            self.fail(where, f"expected true or false, got {node!r}")
+        return node
+
+    def choice(self, node, where: str, choices) -> str:
+        if node not in choices:
+            self.fail(where, f"expected one of {', '.join(choices)}, got {node!r}")
+        return node
+
+    def duration(self, node, where: str) -> float:
+        try:
+            return parse_duration(node, where)
+        except ConfigError as e:
+            raise ConfigError(f"{self.source}: {e}") from None
+
+
+def load(path: str | Path | None = None) -> Config:
+    path = Path(path or DEFAULT_PATH).resolve()
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse(tree, path)
+
+
+def parse(tree: Any, path: Path) -> Config:
+    r = _Reader(str(path))
+    base = path.parent
+    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir",))
+    data_dir = (base / r.string(top.get("data_dir", ".data"), "data_dir")).resolve()
+
+    kafka = r.mapping(top["kafka"], "kafka", required=("bootstrap_servers", "topics"), optional=("partitions",))
+    bootstrap = r.string(kafka["bootstrap_servers"], "kafka.bootstrap_servers")
+    partitions = r.integer(kafka.get("partitions", 4), "kafka.partitions")
+    topics_node = r.mapping(kafka["topics"], "kafka.topics", required=TOPIC_ROLES)
+    topics = {role: r.string(topics_node[role], f"kafka.topics.{role}") for role in TOPIC_ROLES}
+    if len(set(topics.values())) != len(topics):
+        r.fail("kafka.topics", "two roles share one topic name")
+
+    ch = r.mapping(top["clickhouse"], "clickhouse", required=("dsn",), optional=("database",))
+    dsn = r.string(ch["dsn"], "clickhouse.dsn")
+    if dsn.startswith("chdb://") and dsn not in ("chdb://", "chdb://memory") and not dsn.startswith("chdb:////"):
+        # chdb:///relative/path → absolute, relative to the config file
+        dsn = "chdb://" + str((base / dsn[len("chdb:///"):]).resolve())
+    elif not dsn.startswith(("chdb://", "http://", "https://", "clickhouse://")):
+        r.fail("clickhouse.dsn", f"expected chdb:///path or http(s)://host:port, got {dsn!r}")
+    database = r.string(ch.get("database", "tracktor"), "clickhouse.database")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+        r.fail("clickhouse.database", f"expected an identifier, got {database!r}")
+
+    fl = r.mapping(top["flink"], "flink", optional=(
+        "parallelism", "execution_mode", "state_backend", "checkpoint_interval_ms", "checkpoint_dir"))
+    flink = {
+        "parallelism": r.integer(fl.get("parallelism", 1), "flink.parallelism"),
+        "execution_mode": r.choice(fl.get("execution_mode", "thread"), "flink.execution_mode", ("thread", "process")),
+        "state_backend": r.choice(fl.get("state_backend", "hashmap"), "flink.state_backend", ("hashmap", "rocksdb")),
+        "checkpoint_interval_ms": r.integer(fl.get("checkpoint_interval_ms", 5000), "flink.checkpoint_interval_ms", 100),
+        "checkpoint_dir": str((base / r.string(fl.get("checkpoint_dir", ".data/checkpoints"), "flink.checkpoint_dir")).resolve()),
+    }
+
+    if not isinstance(top["apps"], list) or not top["apps"]:
+        r.fail("apps", "expected a non-empty list of apps")
+    apps: dict[str, App] = {}
+    for i, node in enumerate(top["apps"]):
+        app = _parse_app(r, node, f"apps[{i}]")
+        if app.sid in apps:
+            r.fail(f"apps[{i}].sid", f"duplicate sid {app.sid!r}")
+        apps[app.sid] = app
+
+    return Config(
+        path=path, data_dir=data_dir,
+        kafka={"bootstrap_servers": bootstrap, "partitions": partitions},
+        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, apps=apps,
+    )
+
+
+def _parse_app(r: _Reader, node, where: str) -> App:
+    a = r.mapping(node, where, required=("sid", "secret"), optional=(
+        "name", "signed_only", "cart_timeout", "visit_gap", "advanced_events", "funnels", "metrics", "segments"))
+    sid = r.string(a["sid"], f"{where}.sid")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", sid):
+        r.fail(f"{where}.sid", f"expected 1-64 letters, digits, '.', '_' or '-', got {sid!r}")
+    advanced = a.get("advanced_events", list(ADVANCED_EVENTS))
+    if not isinstance(advanced, list):
+        r.fail(f"{where}.advanced_events", "expected a list")
+    for j, ev in enumerate(advanced):
+        r.choice(ev, f"{where}.advanced_events[{j}]", ADVANCED_EVENTS)
+
+    funnels = {}
+    for name, f in r.mapping(a.get("funnels", {}) or {}, f"{where}.funnels", optional=a.get("funnels", {}) or {}).items():
+        fw = f"{where}.funnels.{name}"
+        f = r.mapping(f, fw, required=("steps",), optional=("window",))
+        steps = f["steps"]
+        if not isinstance(steps, list) or len(steps) < 2:
+            r.fail(f"{fw}.steps", "expected a list of at least 2 event names")
+        funnels[name] = Funnel(
+            name=name,
+            steps=tuple(r.string(s, f"{fw}.steps[{k}]") for k, s in enumerate(steps)),
+            window_seconds=r.duration(f["window"], f"{fw}.window") if f.get("window") is not None else None,
+        )
+
+    metrics = {}
+    for name, m in r.mapping(a.get("metrics", {}) or {}, f"{where}.metrics", optional=a.get("metrics", {}) or {}).items():
+        mw = f"{where}.metrics.{name}"
+        m = r.mapping(m, mw, required=("type",), optional=("type",) + tuple(
+            k for fields in METRIC_TYPES.values() for k in fields))
+        mtype = r.choice(m["type"], f"{mw}.type", tuple(METRIC_TYPES))
+        params = {}
+        for key in METRIC_TYPES[mtype]:
+            if key not in m:
+                r.fail(mw, f"a {mtype} metric needs {key!r}")
+            params[key] = r.string(m[key], f"{mw}.{key}")
+        metrics[name] = Metric(name=name, type=mtype, params=params)
+
+    segments = r.mapping(a.get("segments", {}) or {}, f"{where}.segments", optional=a.get("segments", {}) or {})
+    return App(
+        sid=sid,
+        name=str(a.get("name", sid)),
+        secret=r.string(a["secret"], f"{where}.secret"),
+        signed_only=r.boolean(a.get("signed_only", False), f"{where}.signed_only"),
+        cart_timeout_seconds=r.duration(a.get("cart_timeout", "30m"), f"{where}.cart_timeout"),
+        visit_gap_seconds=r.duration(a.get("visit_gap", "30m"), f"{where}.visit_gap"),
+        advanced_events=frozenset(advanced),
+        funnels=funnels, metrics=metrics, segments=dict(segments),
+    )

@@ -1,0 +1,41 @@
+"""Builders for `tracktor.raw` envelopes: the one place that knows their shape on the way in."""
+from __future__ import annotations
+
+import uuid
+
+
+def _envelope(kind: str, app: str, ts: int, event_id: str | None, received_at: int | None, **fields) -> dict:
+    env = {
+        "event_id": event_id or uuid.uuid4().hex,
+        "app": app,
+        "type": kind,
+        "ts": int(ts),
+        "received_at": int(received_at if received_at is not None else ts),
+    }
+    env.update({k: v for k, v in fields.items() if v is not None})
+    return env
+
+
+def track(app, distinct_id, action, ts, data=None, event_id=None, received_at=None) -> dict:
+    return _envelope("track", app, ts, event_id, received_at, id=distinct_id, action=action, data=data or {})
+
+
+def set_properties(app, distinct_id, data, ts, event_id=None, received_at=None) -> dict:
+    return _envelope("set", app, ts, event_id, received_at, id=distinct_id, data=data)
+
+
+def identify(app, distinct_id, previous_id, ts, event_id=None, received_at=None) -> dict:
+    return _envelope("identify", app, ts, event_id, received_at, id=distinct_id, previous_id=previous_id)
+
+
+def alias(app, srcid, destid, ts, event_id=None, received_at=None) -> dict:
+    return _envelope("alias", app, ts, event_id, received_at, srcid=srcid, destid=destid)
+
+
+def cart(app, distinct_id, cart_action, cart_data, ts, event_id=None, received_at=None) -> dict:
+    return _envelope("cart", app, ts, event_id, received_at, id=distinct_id, cart_action=cart_action, data=cart_data)
+
+
+def kafka_key(env: dict) -> str:
+    """Raw records are keyed app:distinct id (the source id of an alias)."""
+    return f"{env['app']}:{env.get('id') or env['srcid']}"

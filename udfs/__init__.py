@@ -1,0 +1,1 @@
+"""The decisions of Tracktor's jobs as plain Python: no pyflink imports here."""

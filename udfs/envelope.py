@@ -1,0 +1,73 @@
+"""Parsing and checking `tracktor.raw` envelopes (schemas/tracktor.raw.schema.json).
+
+Hand-written rather than a JSON Schema validator per record: identity_merge reads every
+record through here, and the checks below cost a fraction of a generic validator's.
+tests/test_schemas.py keeps the two in step.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+ANONYMOUS_PREFIX = "a-"
+MAX_ID_LENGTH = 256
+_APP = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_REQUIRED = {
+    "track": ("id", "action"),
+    "set": ("id", "data"),
+    "identify": ("id",),
+    "alias": ("srcid", "destid"),
+    "cart": ("id", "cart_action", "data"),
+}
+_ID_FIELDS = ("id", "previous_id", "srcid", "destid")
+CART_ACTIONS = ("set", "cancel", "purchase")
+
+
+class BadRecord(ValueError):
+    """A record a job cannot use; the message is the reason sent to the dead-letter topic."""
+
+
+def is_anonymous(distinct_id: str) -> bool:
+    return distinct_id.startswith(ANONYMOUS_PREFIX)
+
+
+def _non_negative_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def parse_raw(text: str | bytes) -> dict:
+    """The envelope as a dict, or BadRecord saying what is wrong with it."""
+    try:
+        env = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRecord(f"not JSON: {e}") from None
+    if not isinstance(env, dict):
+        raise BadRecord("not a JSON object")
+    kind = env.get("type")
+    if kind not in _REQUIRED:
+        raise BadRecord(f"type must be one of {', '.join(_REQUIRED)}, got {kind!r}")
+    for key in ("event_id", "app"):
+        if not isinstance(env.get(key), str) or not env[key]:
+            raise BadRecord(f"{key} must be a non-empty string")
+    if len(env["event_id"]) > 64:
+        raise BadRecord("event_id is longer than 64 characters")
+    if not _APP.match(env["app"]):
+        raise BadRecord(f"app {env['app']!r} is not a valid sid")
+    for key in ("ts", "received_at"):
+        if not _non_negative_int(env.get(key)):
+            raise BadRecord(f"{key} must be a non-negative integer (ms since the epoch)")
+    for key in _REQUIRED[kind]:
+        if key not in env:
+            raise BadRecord(f"a {kind} record needs {key!r}")
+    for key in _ID_FIELDS:
+        if key in env:
+            value = env[key]
+            if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+                raise BadRecord(f"{key} must be a string of 1-{MAX_ID_LENGTH} characters")
+    if "action" in env and (not isinstance(env["action"], str) or not env["action"] or len(env["action"]) > 256):
+        raise BadRecord("action must be a string of 1-256 characters")
+    if "data" in env and not isinstance(env["data"], dict):
+        raise BadRecord("data must be a JSON object")
+    if kind == "cart" and env["cart_action"] not in CART_ACTIONS:
+        raise BadRecord(f"cart_action must be one of {', '.join(CART_ACTIONS)}")
+    return env

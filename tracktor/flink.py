@@ -42,6 +42,7 @@ def stream_env(flink_cfg: dict, job_name: str):
         "taskmanager.memory.process.size": flink_cfg.get("taskmanager_memory", "2g"),
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
+        "classloader.check-leaked-classloader": "false",
     }
     if flink_cfg.get("restore_from"):
         settings["execution.state-recovery.path"] = flink_cfg["restore_from"]
@@ -50,3 +51,67 @@ def stream_env(flink_cfg: dict, job_name: str):
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(env)
     return env, t_env
+
+
+def kafka_source(bootstrap_servers: str, topics: list[str], group_id: str, bounded: bool):
+    """Strings from `topics`: from the committed offsets of `group_id` (earliest when none),
+    to the end of the topics as they are at start when `bounded`."""
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
+
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap_servers)
+        .set_topics(*topics)
+        .set_group_id(group_id)
+        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
+        .set_value_only_deserializer(SimpleStringSchema())
+        .set_property("isolation.level", "read_committed")
+        .set_property("partition.discovery.interval.ms", "10000")
+    )
+    if bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
+# Rows a job sends to Kafka: (topic, key, value), all strings.
+OUTPUT_FIELDS = ["topic", "k", "v"]
+
+
+def output_type():
+    from pyflink.common import Types
+    return Types.ROW_NAMED(OUTPUT_FIELDS, [Types.STRING(), Types.STRING(), Types.STRING()])
+
+
+def insert_into_kafka(t_env, rows, table: str, bootstrap_servers: str, topics: list[str],
+                      transactional_id_prefix: str):
+    """Write a stream of (topic, key, value) rows to `topics`, exactly once; returns the TableResult.
+
+    The Table API sink, not the DataStream KafkaSink: PyFlink's KafkaSink serialises key and
+    value from the same element, while here the key and the topic come from their own columns.
+    With one topic the connector does not accept a topic column, so it is dropped.
+    """
+    from pyflink.table.expressions import col
+
+    topic_column = "`topic` STRING METADATA," if len(topics) > 1 else ""
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE `{table}` (
+          {topic_column}
+          `k` STRING,
+          `v` STRING
+        ) WITH (
+          'connector' = 'kafka',
+          'topic' = '{";".join(topics)}',
+          'properties.bootstrap.servers' = '{bootstrap_servers}',
+          'key.format' = 'raw',
+          'key.fields' = 'k',
+          'value.format' = 'raw',
+          'value.fields-include' = 'EXCEPT_KEY',
+          'sink.delivery-guarantee' = 'exactly-once',
+          'sink.transactional-id-prefix' = '{transactional_id_prefix}',
+          'properties.transaction.timeout.ms' = '900000'
+        )""")
+    result = t_env.from_data_stream(rows)
+    if len(topics) == 1:
+        result = result.select(col("k"), col("v"))
+    return result.execute_insert(table)

@@ -1,0 +1,104 @@
+"""metric_rollup: tracktor.events, .derived, .identities, .profiles -> ClickHouse tables.
+
+Rows are written in batches (every 10k rows or second, and at the end of a bounded run) by
+one writer, since in embedded mode a single process owns the chDB warehouse. The tables
+collapse replayed rows (ReplacingMergeTree), so a batch written twice after a restart
+leaves no duplicate.
+
+    python -m jobs.metric_rollup [--config tracktor.yaml] [--bounded]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import logging
+
+from pyflink.common import Row, Types, WatermarkStrategy
+from pyflink.datastream import ProcessFunction
+
+from tracktor import config as config_mod
+from tracktor import warehouse
+from tracktor.flink import insert_into_kafka, kafka_source, output_type, stream_env
+from tracktor.stack import resolve_bootstrap
+from udfs.envelope import BadRecord
+from udfs.rollup import TABLE_OF_ROLE, Batcher, to_row
+
+JOB = "metric_rollup"
+TIMESTAMP_COLUMNS = {"ts", "received_at"}
+
+
+class WarehouseWriter(ProcessFunction):
+    """Writes rows to ClickHouse in batches; yields only dead-letter rows for bad records."""
+
+    def __init__(self, clickhouse: dict, dead_letter_topic: str, max_rows: int = 10_000, max_wait_s: float = 1.0):
+        self.clickhouse = clickhouse
+        self.dead_letter_topic = dead_letter_topic
+        self.batcher = Batcher(max_rows, max_wait_s)
+        self.client = None
+
+    def open(self, ctx):
+        self.client = warehouse.connect(self.clickhouse["dsn"])
+        warehouse.migrate(self.client, self.clickhouse["database"])
+
+    def process_element(self, value, ctx):
+        role, text = value[0], value[1]
+        try:
+            table, row = to_row(role, text)
+            self.batcher.add(table, row)
+        except BadRecord as e:
+            yield Row(self.dead_letter_topic, JOB, json.dumps(
+                {"job": JOB, "topic": role, "reason": str(e), "record": text[:10000], "failed_at": int(time.time() * 1000)}))
+        if self.batcher.due():
+            self.flush()
+
+    def flush(self):
+        db = self.clickhouse["database"]
+        for table, rows in self.batcher.take().items():
+            columns = warehouse.TABLE_COLUMNS[table]
+            stamps = [i for i, c in enumerate(columns) if c in TIMESTAMP_COLUMNS]
+            for row in rows:
+                for i in stamps:
+                    row[i] = warehouse.ms_to_datetime(row[i])
+            self.client.insert(f"{db}.{table}", rows, column_names=columns)
+
+    def close(self):
+        if self.client is not None:
+            self.flush()
+            self.client.close()  # releases the chDB data path for the next owner
+            self.client = None
+
+
+def build(env, t_env, bootstrap_servers: str, topics: dict, clickhouse: dict, bounded: bool):
+    streams = []
+    for role in TABLE_OF_ROLE:
+        source = kafka_source(bootstrap_servers, [topics[role]], f"tracktor-metric-rollup-{role}", bounded)
+        ds = env.from_source(source, WatermarkStrategy.no_watermarks(), topics[role]).uid(f"{role}-source")
+        streams.append(ds.map(lambda text, r=role: Row(r, text),
+                              output_type=Types.ROW([Types.STRING(), Types.STRING()])))
+    rows = streams[0].union(*streams[1:])
+    dead = (rows.process(WarehouseWriter(clickhouse, topics["dead_letter"]), output_type=output_type())
+                .set_parallelism(1).uid("warehouse-writer").name("ClickHouse writer"))
+    return insert_into_kafka(t_env, dead, "rollup_dead_letter", bootstrap_servers, [topics["dead_letter"]],
+                             "tracktor-metric-rollup")
+
+
+def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
+    # chDB must not load inside the JVM (thread mode embeds Python there, and the engine takes
+    # the JVM down when it closes): the writer runs in a Python worker process of its own.
+    env, t_env = stream_env({**cfg.flink, "execution_mode": "process"}, JOB)
+    build(env, t_env, bootstrap_servers, cfg.topics, cfg.clickhouse, bounded).wait()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
+    p.add_argument("--bounded", action="store_true", help="stop at the end of the topics as they are at start")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = config_mod.load(args.config)
+    run(cfg, resolve_bootstrap(cfg), args.bounded)
+
+
+if __name__ == "__main__":
+    main()

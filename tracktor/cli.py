@@ -1,0 +1,168 @@
+"""`tracktor` — the one command: `bin/tracktor <command>` (it sets up on first use).
+
+  kafka start|stop|status   the embedded single-node broker (background)
+  topics                    create Tracktor's topics where missing
+  migrate                   create or update the ClickHouse tables
+  generate                  write sample tracking calls as JSON lines
+  load                      send sample tracking calls to tracktor.raw
+  job NAME [--bounded]      run one Flink job (identity_merge, metric_rollup)
+  report funnel|metric NAME funnel or metric answers read from ClickHouse
+  demo                      the whole pipeline over sample data, with results
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+
+from tracktor import config as config_mod
+
+JOBS = ("identity_merge", "metric_rollup")
+
+
+def _cfg(args) -> config_mod.Config:
+    return config_mod.load(args.config)
+
+
+def cmd_kafka(args) -> int:
+    from tracktor import stack
+    cfg = _cfg(args)
+    if args.action == "start":
+        address = stack.start_embedded(cfg)
+        created = stack.ensure_topics(address, cfg.topics, cfg.kafka["partitions"])
+        print(f"embedded Kafka at {address}" + (f"; created {', '.join(created)}" if created else ""))
+    elif args.action == "stop":
+        print("stopped" if stack.stop_embedded(cfg) else "not running")
+    else:
+        address = stack.running_embedded(cfg)
+        print(f"running at {address}" if address else "not running")
+        return 0 if address else 1
+    return 0
+
+
+def cmd_topics(args) -> int:
+    from tracktor import stack
+    cfg = _cfg(args)
+    created = stack.ensure_topics(stack.resolve_bootstrap(cfg), cfg.topics, cfg.kafka["partitions"])
+    print(f"created: {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from tracktor import warehouse
+    cfg = _cfg(args)
+    client = warehouse.connect(cfg.clickhouse["dsn"])
+    applied = warehouse.migrate(client, cfg.clickhouse["database"])
+    print(f"applied: {', '.join(applied)}" if applied else "up to date")
+    return 0
+
+
+def _generator(args):
+    from tracktor.sample_data import Generator
+    return Generator(seed=args.seed, people=args.people)
+
+
+def cmd_generate(args) -> int:
+    out = open(args.out, "w") if args.out else sys.stdout
+    for env in _generator(args):
+        out.write(json.dumps(env, separators=(",", ":")) + "\n")
+    return 0
+
+
+def cmd_load(args) -> int:
+    from tracktor import loader, stack
+    cfg = _cfg(args)
+    bootstrap = stack.resolve_bootstrap(cfg)
+    stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
+    loader.send(bootstrap, cfg.topics["raw"], _generator(args))
+    return 0
+
+
+def cmd_job(args) -> int:
+    import importlib
+    from tracktor import stack
+    cfg = _cfg(args)
+    module = importlib.import_module(f"jobs.{args.name}")
+    module.run(cfg, stack.resolve_bootstrap(cfg), args.bounded)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tracktor import analytics, report, warehouse
+    cfg = _cfg(args)
+    app = cfg.app(args.app) if args.app else next(iter(cfg.apps.values()))
+    first, last = analytics.date_range(args.range, args.date_from, args.date_to)
+    client = warehouse.connect(cfg.clickhouse["dsn"])
+    db = cfg.clickhouse["database"]
+    if args.kind == "funnel":
+        if args.name not in app.funnels:
+            raise config_mod.ConfigError(f"app {app.sid} has no funnel {args.name!r} (has: {', '.join(app.funnels)})")
+        steps = analytics.funnel(client, db, app.sid, app.funnels[args.name], first, last)
+        print(report.as_json(steps) if args.json else report.funnel_table(f"{app.sid} funnel {args.name}, {first}..{last}", steps))
+    else:
+        if args.name not in app.metrics:
+            raise config_mod.ConfigError(f"app {app.sid} has no metric {args.name!r} (has: {', '.join(app.metrics)})")
+        result = analytics.metric(client, db, app.sid, app.metrics[args.name], first, last)
+        print(report.as_json(result) if args.json else report.metric_table(f"{app.sid} metric {args.name}, {first}..{last}", result))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from tracktor.demo import run_demo
+    return run_demo(_cfg(args), people=args.people, seed=args.seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tracktor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("kafka", help="the embedded broker")
+    k.add_argument("action", choices=("start", "stop", "status"))
+    k.set_defaults(func=cmd_kafka)
+    sub.add_parser("topics", help="create missing topics").set_defaults(func=cmd_topics)
+    sub.add_parser("migrate", help="create or update ClickHouse tables").set_defaults(func=cmd_migrate)
+
+    for name, func, hlp in (("generate", cmd_generate, "sample calls as JSON lines"),
+                            ("load", cmd_load, "sample calls to tracktor.raw")):
+        g = sub.add_parser(name, help=hlp)
+        g.add_argument("--seed", type=int, default=1)
+        g.add_argument("--people", type=int, default=1000, help="visitors per app")
+        if name == "generate":
+            g.add_argument("--out", help="file to write (default: stdout)")
+        g.set_defaults(func=func)
+
+    j = sub.add_parser("job", help="run one Flink job")
+    j.add_argument("name", choices=JOBS)
+    j.add_argument("--bounded", action="store_true", help="stop at the end of the input topics")
+    j.set_defaults(func=cmd_job)
+
+    r = sub.add_parser("report", help="funnel or metric from ClickHouse")
+    r.add_argument("kind", choices=("funnel", "metric"))
+    r.add_argument("name")
+    r.add_argument("--app", help="app sid (default: the first in the config)")
+    r.add_argument("--range", default="last-7-days", help="today, last-7-days, last-30-days, last-90-days")
+    r.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day, YYYY-MM-DD")
+    r.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day, YYYY-MM-DD")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("demo", help="the whole pipeline over sample data")
+    d.add_argument("--people", type=int, default=2000, help="visitors per app")
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (config_mod.ConfigError, ValueError, RuntimeError) as e:
+        print(f"tracktor: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

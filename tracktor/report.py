@@ -1,0 +1,36 @@
+"""Rendering funnel and metric answers as text tables or JSON."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from tracktor.analytics import FunnelStep, MetricResult
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def funnel_table(title: str, steps: list[FunnelStep]) -> str:
+    width = max(len(s.event) for s in steps)
+    lines = [title, f"  {'step':<{width}}  {'people':>8}  {'from prev':>9}  {'from first':>10}"]
+    for s in steps:
+        lines.append(f"  {s.event:<{width}}  {s.people:>8,}  {_pct(s.from_previous):>9}  {_pct(s.from_first):>10}")
+    return "\n".join(lines)
+
+
+def metric_table(title: str, m: MetricResult) -> str:
+    lines = [title]
+    peak = max((v for _, v in m.days), default=0) or 1
+    for day, value in m.days:
+        lines.append(f"  {day}  {value:>8,}  {'#' * round(30 * value / peak)}")
+    lines.append(f"  daily max {m.daily_max:,}  min {m.daily_min:,}  avg {m.daily_avg:,.1f}  people {m.people:,}")
+    return "\n".join(lines)
+
+
+def as_json(obj) -> str:
+    if isinstance(obj, list):
+        data = [asdict(x) for x in obj]
+    else:
+        data = asdict(obj)
+    return json.dumps(data, default=str, indent=2)

@@ -1,0 +1,69 @@
+"""ClickHouse through clickhouse-connect: chDB in embedded mode, a server by http(s) DSN.
+
+Everything reads and writes through `connect()`, migrations through `migrate()`; the SQL
+itself lives in sql/.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tracktor import ROOT
+
+SQL_DIR = ROOT / "sql"
+MIGRATIONS = SQL_DIR / "migrations"
+# Tables metric_rollup writes, with their columns in insert order.
+TABLE_COLUMNS = {
+    "events": ["app", "event_id", "kind", "event", "distinct_id", "person_id", "ts", "received_at", "data"],
+    "identities": ["app", "distinct_id", "person_id", "version", "ts", "event_id"],
+    "persons": ["app", "person_id", "properties", "version", "ts", "merged_into"],
+}
+
+
+def connect(dsn: str):
+    import clickhouse_connect
+
+    if dsn.startswith("chdb://"):
+        path = dsn[len("chdb://"):]
+        if path and path != "memory":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(dsn=dsn)
+
+
+def query_template(name: str, database: str) -> str:
+    """sql/queries/<name>.sql with the (validated) database name filled in."""
+    return (SQL_DIR / "queries" / f"{name}.sql").read_text().replace("{database}", database)
+
+
+def migration_files() -> list[Path]:
+    return sorted(MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+
+
+def migrate(client, database: str) -> list[str]:
+    """Apply the migrations not applied yet, in order; returns their names. Idempotent."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+        "(name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY name"
+    )
+    done = {r[0] for r in client.query(f"SELECT name FROM {database}.schema_migrations").result_rows}
+    applied = []
+    for path in migration_files():
+        if path.stem in done:
+            continue
+        sql = path.read_text().replace("{database}", database)
+        for statement in _statements(sql):
+            client.command(statement)
+        client.insert(f"{database}.schema_migrations", [[path.stem]], column_names=["name"])
+        applied.append(path.stem)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -25,7 +25,6 @@ from udfs.envelope import BadRecord
 from udfs.rollup import TABLE_OF_ROLE, Batcher, to_row
 
 JOB = "metric_rollup"
-TIMESTAMP_COLUMNS = {"ts", "received_at"}
 
 
 class WarehouseWriter(ProcessFunction):
@@ -53,14 +52,8 @@ class WarehouseWriter(ProcessFunction):
             self.flush()
 
     def flush(self):
-        db = self.clickhouse["database"]
         for table, rows in self.batcher.take().items():
-            columns = warehouse.TABLE_COLUMNS[table]
-            stamps = [i for i, c in enumerate(columns) if c in TIMESTAMP_COLUMNS]
-            for row in rows:
-                for i in stamps:
-                    row[i] = warehouse.ms_to_datetime(row[i])
-            self.client.insert(f"{db}.{table}", rows, column_names=columns)
+            warehouse.insert_rows(self.client, self.clickhouse["database"], table, rows)
 
     def close(self):
         if self.client is not None:

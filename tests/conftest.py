@@ -46,3 +46,41 @@ def kafka(tmp_path_factory):
     print(f"\n[kafka] using the embedded broker at {broker.bootstrap_servers} (no Docker engine needed)")
     yield broker.bootstrap_servers
     broker.stop()
+
+
+def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", **flink):
+    """The shipped configuration with its own topics (prefixed), warehouse and checkpoints,
+    so tests can share one broker without seeing each other's data."""
+    import copy
+
+    import yaml
+
+    from tracktor import config
+
+    tree = copy.deepcopy(yaml.safe_load(config.DEFAULT_PATH.read_text()))
+    tree["data_dir"] = str(tmp_path / "data")
+    tree["kafka"]["bootstrap_servers"] = bootstrap_servers
+    tree["kafka"]["partitions"] = 2
+    tree["kafka"]["topics"] = {role: f"{prefix}.{name}" for role, name in tree["kafka"]["topics"].items()}
+    tree["clickhouse"]["dsn"] = f"chdb://{tmp_path / 'warehouse'}"
+    tree["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    tree["flink"]["checkpoint_interval_ms"] = 2000
+    tree["flink"].update(flink)
+    path = tmp_path / "tracktor.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return config.load(path)
+
+
+def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 3000) -> list[tuple[str, dict]]:
+    """Every committed record of a topic as (key, value)."""
+    import json
+
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
+                             enable_auto_commit=False, isolation_level="read_committed",
+                             consumer_timeout_ms=timeout_ms)
+    try:
+        return [(m.key.decode() if m.key else None, json.loads(m.value)) for m in consumer]
+    finally:
+        consumer.close()

@@ -65,5 +65,18 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
 
 
+TIMESTAMP_COLUMNS = {"ts", "received_at"}
+
+
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def insert_rows(client, database: str, table: str, rows: list[list]) -> None:
+    """Insert rows of TABLE_COLUMNS[table] order whose timestamps are ms since the epoch."""
+    columns = TABLE_COLUMNS[table]
+    stamps = [i for i, c in enumerate(columns) if c in TIMESTAMP_COLUMNS]
+    for row in rows:
+        for i in stamps:
+            row[i] = ms_to_datetime(row[i])
+    client.insert(f"{database}.{table}", rows, column_names=columns)

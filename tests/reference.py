@@ -1,0 +1,72 @@
+"""Plain-Python answers computed from the envelopes themselves, to check the pipeline against."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+CART_EVENTS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
+
+
+def persons(envs) -> dict[tuple[str, str], str]:
+    """(app, distinct id) -> canonical person: merges applied naively in (ts, event_id) order."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x):
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    seen = set()
+    for env in sorted(envs, key=lambda e: (e["ts"], e["event_id"])):
+        app = env["app"]
+        for key in ("id", "previous_id", "srcid", "destid"):
+            if key in env:
+                seen.add((app, env[key]))
+        src = dest = None
+        if env["type"] == "alias":
+            src, dest = env["srcid"], env["destid"]
+        elif env["type"] == "identify" and env.get("previous_id", "").startswith("a-") and env["previous_id"] != env["id"]:
+            src, dest = env["previous_id"], env["id"]
+        if src and src != dest:
+            rs, rd = find((app, src)), find((app, dest))
+            if rs != rd:
+                parent[rs] = rd
+    return {x: find(x)[1] for x in seen}
+
+
+def events(envs):
+    """(app, event name, distinct id, ts) of every track and cart call."""
+    for env in envs:
+        if env["type"] == "track":
+            yield env["app"], env["action"], env["id"], env["ts"]
+        elif env["type"] == "cart":
+            yield env["app"], CART_EVENTS[env["cart_action"]], env["id"], env["ts"]
+
+
+def funnel(envs, app: str, steps: list[str], from_ms: int, to_ms: int, window_ms: int) -> list[int]:
+    """People reaching each step: loose order, each step strictly after the previous one,
+    all within `window_ms` of the step-1 event the person started from."""
+    who = persons(envs)
+    timeline = defaultdict(list)
+    for a, name, did, ts in events(envs):
+        if a == app and from_ms <= ts < to_ms and name in steps:
+            timeline[who[(a, did)]].append((ts, name))
+    reached = [0] * len(steps)
+    for evs in timeline.values():
+        evs.sort()
+        best = 0
+        for i, (t0, name) in enumerate(evs):
+            if name != steps[0]:
+                continue
+            level, last = 1, t0
+            for ts, n in evs[i + 1:]:
+                if level < len(steps) and n == steps[level] and ts > last and ts - t0 <= window_ms:
+                    level, last = level + 1, ts
+            best = max(best, level)
+        for k in range(best):
+            reached[k] += 1
+    return reached
+
+
+def people_did(envs, app: str, event: str, from_ms: int, to_ms: int) -> int:
+    who = persons(envs)
+    return len({who[(a, did)] for a, name, did, ts in events(envs) if a == app and name == event and from_ms <= ts < to_ms})

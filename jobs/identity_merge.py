@@ -83,7 +83,7 @@ def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool):
 
 
 def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
-    env, t_env = stream_env(cfg.flink, "identity_merge")
+    env, t_env = stream_env(cfg.flink, "identity_merge", resume=not bounded)
     result = build(env, t_env, bootstrap_servers, cfg.topics, bounded)
     result.wait()
 
@@ -91,7 +91,7 @@ def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
-    p.add_argument("--bounded", action="store_true", help="stop at the end of tracktor.raw as it is at start")
+    p.add_argument("--bounded", action="store_true", help="replay tracktor.raw from its beginning to its end as it is at start, then stop")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = config_mod.load(args.config)

@@ -79,14 +79,14 @@ def build(env, t_env, bootstrap_servers: str, topics: dict, clickhouse: dict, bo
 def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
     # chDB must not load inside the JVM (thread mode embeds Python there, and the engine takes
     # the JVM down when it closes): the writer runs in a Python worker process of its own.
-    env, t_env = stream_env({**cfg.flink, "execution_mode": "process"}, JOB)
+    env, t_env = stream_env({**cfg.flink, "execution_mode": "process"}, JOB, resume=not bounded)
     build(env, t_env, bootstrap_servers, cfg.topics, cfg.clickhouse, bounded).wait()
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
-    p.add_argument("--bounded", action="store_true", help="stop at the end of the topics as they are at start")
+    p.add_argument("--bounded", action="store_true", help="replay the topics from their beginning to their end as it is at start, then stop")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = config_mod.load(args.config)

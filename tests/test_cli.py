@@ -7,18 +7,25 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_config, read_topic
-from tracktor import ROOT, stack
+from tracktor import ROOT, envelopes as E, loader, stack
 
 pytestmark = pytest.mark.integration
 
 
+def clean_env() -> dict:
+    """This process's environment without what PyFlink left in it after running a job here
+    (PYFLINK_GATEWAY_DISABLED and friends would stop a child from starting its own JVM)."""
+    return {k: v for k, v in os.environ.items() if "PYFLINK" not in k}
+
+
 def cli(cfg, *args, **kw):
     return subprocess.run([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), *args],
-                          cwd=ROOT, capture_output=True, text=True, **kw)
+                          cwd=ROOT, capture_output=True, text=True, env=clean_env(), **kw)
 
 
 def test_kafka_start_status_stop_leaves_no_process(tmp_path):
@@ -47,26 +54,61 @@ def test_a_job_without_a_broker_says_how_to_start_one(tmp_path):
     assert out.returncode == 2 and "bin/tracktor kafka start" in out.stderr
 
 
-def test_an_unbounded_job_keeps_consuming_what_arrives_after_it_started(kafka, tmp_path):
-    cfg = make_config(tmp_path, "cli-job", bootstrap_servers=kafka)
-    assert cli(cfg, "load", "--people", "5", "--seed", "3", timeout=60).returncode == 0
-    job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", "identity_merge"],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        def events():
-            return {v["event_id"] for _, v in read_topic(kafka, cfg.topics["events"], timeout_ms=1000)}
+def start_job(cfg, name="identity_merge"):
+    log = open(cfg.data_dir.parent / f"{name}.log", "ab")
+    job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", name],
+                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True)
+    job.log = Path(log.name)
+    return job
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not events():
-            time.sleep(2)
-        first = events()
-        assert first, "the job produced no events within 2 minutes"
-        # more data while it runs: it is consumed without a restart
-        assert cli(cfg, "load", "--people", "10", "--seed", "4", timeout=60).returncode == 0
-        while time.monotonic() < deadline and len(events()) <= len(first):
-            time.sleep(2)
-        assert len(events()) > len(first)
-        assert job.poll() is None  # still running: unbounded
-    finally:
-        os.killpg(job.pid, signal.SIGTERM)
+
+def stop_job(job):
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGKILL)  # no goodbye: as if the machine died
         job.wait(30)
+
+
+def wait_for(what, check, job, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        if job.poll() is not None:
+            break
+        time.sleep(2)
+    tail = job.log.read_text(errors="replace")[-3000:]
+    raise AssertionError(f"no {what} after {seconds}s (job exit code {job.poll()}); its log ends:\n{tail}")
+
+
+def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka, tmp_path):
+    cfg = make_config(tmp_path, "cli-job", bootstrap_servers=kafka)
+    app, t0 = "demo-video", 1_767_225_600_000
+    assert cli(cfg, "load", "--people", "5", "--seed", "3", timeout=60).returncode == 0
+
+    def events():
+        return [v["event_id"] for _, v in read_topic(kafka, cfg.topics["events"], timeout_ms=1000)]
+
+    def profile(person):
+        found = [v for _, v in read_topic(kafka, cfg.topics["profiles"], timeout_ms=1000) if v["person_id"] == person]
+        return found[-1]["properties"] if found else None
+
+    job = start_job(cfg)
+    try:
+        first = wait_for("first events", events, job)
+        # data sent while it runs is consumed without a restart
+        loader.send(kafka, cfg.topics["raw"], [E.set_properties(app, "a-keeper", {"city": "Oslo"}, t0)])
+        assert wait_for("a-keeper profile", lambda: profile("a-keeper"), job) == {"city": "Oslo"}
+        assert job.poll() is None  # unbounded: still running
+    finally:
+        stop_job(job)
+
+    job = start_job(cfg)  # resumes from the newest checkpoint, which holds a-keeper's profile
+    try:
+        loader.send(kafka, cfg.topics["raw"], [E.identify(app, "keeper", "a-keeper", t0 + 1000),
+                                              E.track(app, "keeper", "Registration", t0 + 2000)])
+        assert wait_for("merged keeper profile", lambda: profile("keeper"), job) == {"city": "Oslo"}
+        ids = wait_for("keeper event", lambda: (lambda e: e if len(e) > len(first) else None)(events()), job)
+        assert len(ids) == len(set(ids)), "an event was written twice across the restart"
+    finally:
+        stop_job(job)

@@ -135,7 +135,9 @@ def parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("job", help="run one Flink job")
     j.add_argument("name", choices=JOBS)
-    j.add_argument("--bounded", action="store_true", help="stop at the end of the input topics")
+    j.add_argument("--bounded", action="store_true",
+                   help="replay the input topics from their beginning and stop at their end "
+                        "(without it: run on, resuming from the newest checkpoint)")
     j.set_defaults(func=cmd_job)
 
     r = sub.add_parser("report", help="funnel or metric from ClickHouse")

@@ -1,6 +1,7 @@
 """The one place that builds a PyFlink environment: jars, interpreter, checkpoints, parallelism."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -8,15 +9,25 @@ from pathlib import Path
 from tracktor.kafka_local import JARS_DIR
 
 
-def connector_jar() -> Path:
+def connector_jar() -> Path | None:
+    """The Kafka connector fetched by `bin/tracktor setup`; None where there is none (on a
+    cluster whose image has it in /opt/flink/lib, as docker/Dockerfile.flink does)."""
     jars = sorted((JARS_DIR / "flink").glob("flink-sql-connector-kafka-*.jar"))
-    if not jars:
-        raise RuntimeError(f"no Flink Kafka connector in {JARS_DIR / 'flink'}: run `bin/tracktor setup` first")
-    return jars[-1]
+    return jars[-1] if jars else None
 
 
-def stream_env(flink_cfg: dict, job_name: str):
-    """A StreamExecutionEnvironment plus a StreamTableEnvironment on it, configured from `flink:`."""
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint (chk-N with its _metadata) under `directory`, if any."""
+    done = [m.parent for m in directory.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: p.stat().st_mtime) if done else None
+
+
+def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
+    """A StreamExecutionEnvironment plus a StreamTableEnvironment on it, configured from `flink:`.
+
+    With `resume`, the job restores its state from its newest checkpoint: a job stopped or
+    killed carries on where that checkpoint left it (its Kafka offsets are in the checkpoint).
+    """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -27,7 +38,6 @@ def stream_env(flink_cfg: dict, job_name: str):
     conf = Configuration()
     settings = {
         "pipeline.name": job_name,
-        "pipeline.jars": connector_jar().as_uri(),
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "python.execution-mode": flink_cfg["execution_mode"],
@@ -44,8 +54,14 @@ def stream_env(flink_cfg: dict, job_name: str):
         "rest.address": "127.0.0.1",
         "classloader.check-leaked-classloader": "false",
     }
-    if flink_cfg.get("restore_from"):
-        settings["execution.state-recovery.path"] = flink_cfg["restore_from"]
+    jar = connector_jar()
+    if jar is not None:
+        settings["pipeline.jars"] = jar.as_uri()
+    if resume:
+        checkpoint = latest_checkpoint(Path(flink_cfg["checkpoint_dir"], job_name))
+        if checkpoint is not None:
+            logging.getLogger(__name__).info("%s resumes from %s", job_name, checkpoint)
+            settings["execution.state-recovery.path"] = checkpoint.as_uri()
     for k, v in settings.items():
         conf.set_string(k, v)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
@@ -54,8 +70,9 @@ def stream_env(flink_cfg: dict, job_name: str):
 
 
 def kafka_source(bootstrap_servers: str, topics: list[str], group_id: str, bounded: bool):
-    """Strings from `topics`: from the committed offsets of `group_id` (earliest when none),
-    to the end of the topics as they are at start when `bounded`."""
+    """Strings from `topics`. Bounded: the whole topics, from the beginning to their end as it
+    is at start (a replay). Unbounded: from the committed offsets of `group_id` (earliest
+    when none), unless a restored checkpoint says where it was."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
 
@@ -64,7 +81,8 @@ def kafka_source(bootstrap_servers: str, topics: list[str], group_id: str, bound
         .set_bootstrap_servers(bootstrap_servers)
         .set_topics(*topics)
         .set_group_id(group_id)
-        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest() if bounded else
+                              KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
         .set_value_only_deserializer(SimpleStringSchema())
         .set_property("isolation.level", "read_committed")
         .set_property("partition.discovery.interval.ms", "10000")

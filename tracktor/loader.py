@@ -11,11 +11,8 @@ from tracktor.progress import Progress
 def producer(bootstrap_servers: str):
     from kafka import KafkaProducer
 
-    return KafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", linger_ms=20, batch_size=256 * 1024,
-        compression_type="lz4", key_serializer=str.encode,
-        value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
-    )
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=20,
+                         batch_size=256 * 1024, compression_type="lz4")
 
 
 def send(bootstrap_servers: str, topic: str, envelopes: Iterable[dict], total: int | None = None,
@@ -26,7 +23,8 @@ def send(bootstrap_servers: str, topic: str, envelopes: Iterable[dict], total: i
     futures = []
     try:
         for env in envelopes:
-            futures.append(prod.send(topic, key=kafka_key(env), value=env))
+            value = json.dumps(env, separators=(",", ":")).encode()
+            futures.append(prod.send(topic, key=kafka_key(env).encode(), value=value))
             progress.advance()
             if len(futures) >= 50_000:
                 prod.flush()

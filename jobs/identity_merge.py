@@ -1,35 +1,35 @@
 """identity_merge: tracktor.raw -> tracktor.events, tracktor.identities, tracktor.profiles.
 
-Keyed by app: one app's identity graph lives on one subtask, so an alias that touches two
-ids never spans subtasks. The rules are in udfs/identity.py; this file only wires Kafka,
-state and the Python function together.
+Keyed by app, and tracktor.raw is keyed by app too: one app's calls are read from one
+partition and handled by one subtask in that partition's order, so the outputs are a
+function of the topic's contents at any parallelism (docs/identity.md). The rules are in
+udfs/identity.py; this file wires Kafka, state and the Python function together.
 
     python -m jobs.identity_merge [--config tracktor.yaml] [--bounded]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import time
 
-from pyflink.common import Row, Types, WatermarkStrategy
+import orjson
+from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from tracktor import config as config_mod
-from tracktor.flink import insert_into_kafka, kafka_source, output_type, stream_env
+from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.stack import resolve_bootstrap
-from udfs.envelope import BadRecord, parse_raw
+from udfs.envelope import BadRecord, is_anonymous, parse_raw
 from udfs.identity import JOB, IdentityMerger
+from udfs.state import CachedStore, SplitStore
+
+OUTPUT_ROLES = ("events", "identities", "profiles", "dead_letter")
 
 
-def app_of(text: str) -> str:
-    """The key: the record's app, or '' for a record too broken to have one (it is rejected later)."""
-    try:
-        app = json.loads(text).get("app")
-        return app if isinstance(app, str) else ""
-    except Exception:
-        return ""
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class JsonMapState:
@@ -38,54 +38,72 @@ class JsonMapState:
     def __init__(self, state):
         self.state = state
 
-    def get(self, key):
+    def get(self, key, default=None):
         text = self.state.get(key)
-        return None if text is None else json.loads(text)
+        return default if text is None else orjson.loads(text)
 
     def put(self, key, value):
-        self.state.put(key, json.dumps(value, separators=(",", ":")))
+        self.state.put(key, orjson.dumps(value).decode())
 
     def remove(self, key):
         self.state.remove(key)
 
 
 class IdentityMergeFunction(KeyedProcessFunction):
-    def __init__(self, topics: dict):
+    def __init__(self, topics: dict, anonymous_retention_s: float):
         self.topics = topics
-        self.merger = None
+        self.anonymous_retention_s = anonymous_retention_s
 
     def open(self, ctx: RuntimeContext):
         ids = ctx.get_map_state(MapStateDescriptor("ids", Types.STRING(), Types.STRING()))
         groups = ctx.get_map_state(MapStateDescriptor("groups", Types.STRING(), Types.STRING()))
-        version = ctx.get_state(ValueStateDescriptor("version", Types.LONG()))
-        self.merger = IdentityMerger(ids, JsonMapState(groups), version, self.topics["raw"])
+        anonymous = MapStateDescriptor("anonymous_groups", Types.STRING(), Types.STRING())
+        anonymous.enable_time_to_live(
+            StateTtlConfig.new_builder(Time.milliseconds(int(self.anonymous_retention_s * 1000)))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build())
+        self.ids = ids
+        self.groups = SplitStore(JsonMapState(groups), JsonMapState(ctx.get_map_state(anonymous)), is_anonymous)
+        self.version = ctx.get_state(ValueStateDescriptor("version", Types.LONG()))
+        self.mergers: dict[str, IdentityMerger] = {}
 
-    def process_element(self, text, ctx):
+    def merger_for(self, app: str) -> IdentityMerger:
+        """One merger per app, each with its own cache of the app's id redirects (keyed state
+        is scoped to the current key, the app, so each cache only ever sees its own app)."""
+        merger = self.mergers.get(app)
+        if merger is None:
+            merger = self.mergers[app] = IdentityMerger(CachedStore(self.ids), self.groups, self.version,
+                                                        self.topics["raw"])
+        return merger
+
+    def process_element(self, row, ctx):
+        app, text = ctx.get_current_key(), row[1]
         try:
-            outputs = self.merger.process(parse_raw(text))
+            env = parse_raw(text)
+            if env["app"] != app:
+                raise BadRecord(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
+            outputs = self.merger_for(app).process(env)
         except BadRecord as e:
             outputs = [("dead_letter", JOB, {"job": JOB, "topic": self.topics["raw"], "reason": str(e),
-                                              "record": text[:10000], "failed_at": ctx.timestamp() or 0})]
+                                              "record": (text or "")[:10000], "failed_at": now_ms()})]
         for role, key, record in outputs:
-            yield Row(self.topics[role], key, json.dumps(record, separators=(",", ":")))
+            yield Row(self.topics[role], key, orjson.dumps(record).decode())
 
 
-def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool):
-    """Wire the job; returns the TableResult's pipeline to execute."""
-    source = kafka_source(bootstrap_servers, [topics["raw"]], "tracktor-identity-merge", bounded)
-    raw = env.from_source(source, WatermarkStrategy.no_watermarks(), topics["raw"]).uid("raw-source")
-    out = (raw.key_by(app_of, key_type=Types.STRING())
-              .process(IdentityMergeFunction(topics), output_type=output_type())
+def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool, anonymous_retention_s: float = 90 * 86400):
+    """Wire the job; returns the TableResult of its Kafka insert."""
+    raw = kafka_rows(t_env, "raw_in", bootstrap_servers, topics["raw"], "tracktor-identity-merge", bounded)
+    out = (raw.key_by(lambda r: r[0] or "", key_type=Types.STRING())
+              .process(IdentityMergeFunction(topics, anonymous_retention_s), output_type=output_type())
               .uid("identity-merge").name("identity merge"))
     return insert_into_kafka(t_env, out, "identity_out", bootstrap_servers,
-                             [topics[r] for r in ("events", "identities", "profiles", "dead_letter")],
-                             "tracktor-identity-merge")
+                             [topics[r] for r in OUTPUT_ROLES], "tracktor-identity-merge")
 
 
 def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
     env, t_env = stream_env(cfg.flink, "identity_merge", resume=not bounded)
-    result = build(env, t_env, bootstrap_servers, cfg.topics, bounded)
-    result.wait()
+    build(env, t_env, bootstrap_servers, cfg.topics, bounded, cfg.identity["anonymous_retention_seconds"]).wait()
 
 
 def main(argv=None):

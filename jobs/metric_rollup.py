@@ -14,12 +14,12 @@ import json
 import time
 import logging
 
-from pyflink.common import Row, Types, WatermarkStrategy
+from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction
 
 from tracktor import config as config_mod
 from tracktor import warehouse
-from tracktor.flink import insert_into_kafka, kafka_source, output_type, stream_env
+from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.stack import resolve_bootstrap
 from udfs.envelope import BadRecord
 from udfs.rollup import TABLE_OF_ROLE, Batcher, to_row
@@ -30,9 +30,9 @@ JOB = "metric_rollup"
 class WarehouseWriter(ProcessFunction):
     """Writes rows to ClickHouse in batches; yields only dead-letter rows for bad records."""
 
-    def __init__(self, clickhouse: dict, dead_letter_topic: str, max_rows: int = 10_000, max_wait_s: float = 1.0):
+    def __init__(self, clickhouse: dict, topics: dict, max_rows: int = 10_000, max_wait_s: float = 1.0):
         self.clickhouse = clickhouse
-        self.dead_letter_topic = dead_letter_topic
+        self.topics = topics
         self.batcher = Batcher(max_rows, max_wait_s)
         self.client = None
 
@@ -46,8 +46,9 @@ class WarehouseWriter(ProcessFunction):
             table, row = to_row(role, text)
             self.batcher.add(table, row)
         except BadRecord as e:
-            yield Row(self.dead_letter_topic, JOB, json.dumps(
-                {"job": JOB, "topic": role, "reason": str(e), "record": text[:10000], "failed_at": int(time.time() * 1000)}))
+            yield Row(self.topics["dead_letter"], JOB, json.dumps({
+                "job": JOB, "topic": self.topics[role], "reason": str(e), "record": (text or "")[:10000],
+                "failed_at": int(time.time() * 1000)}))
         if self.batcher.due():
             self.flush()
 
@@ -65,12 +66,11 @@ class WarehouseWriter(ProcessFunction):
 def build(env, t_env, bootstrap_servers: str, topics: dict, clickhouse: dict, bounded: bool):
     streams = []
     for role in TABLE_OF_ROLE:
-        source = kafka_source(bootstrap_servers, [topics[role]], f"tracktor-metric-rollup-{role}", bounded)
-        ds = env.from_source(source, WatermarkStrategy.no_watermarks(), topics[role]).uid(f"{role}-source")
-        streams.append(ds.map(lambda text, r=role: Row(r, text),
+        ds = kafka_rows(t_env, f"{role}_in", bootstrap_servers, topics[role], f"tracktor-metric-rollup-{role}", bounded)
+        streams.append(ds.map(lambda r, role=role: Row(role, r[1]),
                               output_type=Types.ROW([Types.STRING(), Types.STRING()])))
     rows = streams[0].union(*streams[1:])
-    dead = (rows.process(WarehouseWriter(clickhouse, topics["dead_letter"]), output_type=output_type())
+    dead = (rows.process(WarehouseWriter(clickhouse, topics), output_type=output_type())
                 .set_parallelism(1).uid("warehouse-writer").name("ClickHouse writer"))
     return insert_into_kafka(t_env, dead, "rollup_dead_letter", bootstrap_servers, [topics["dead_letter"]],
                              "tracktor-metric-rollup")

@@ -207,3 +207,71 @@ def test_any_arrival_order_gives_the_reference_persons_and_profiles(calls_list, 
 def test_state_holds_nothing_for_visitors_who_never_merge_or_set_properties():
     m, _ = run([E.track(APP, f"a-{i}", "Site visit", BEGINNING + i) for i in range(100)])
     assert len(m.ids) == 0 and len(m.groups) == 0
+
+
+# -- parallelism: apps spread over workers, each app's calls in their partition's order ------
+APPS = ["app1", "app2", "app3", "app4", "app5"]
+
+
+def run_interleaved(envs, rnd):
+    """Outputs per app when each app's calls keep their order (one partition per app) but the
+    apps interleave arbitrarily — all that changes between parallelism 1 and 4, since state
+    is per app (keyed state) wherever the app's subtask is."""
+    queues = {app: [e for e in envs if e["app"] == app] for app in APPS}
+    state = {app: IdentityMerger(DictStore(), DictStore(), Cell()) for app in APPS}
+    out = {app: [] for app in APPS}
+    pending = [app for app in APPS for _ in queues[app]]
+    rnd.shuffle(pending)  # which app's next call arrives next: any interleaving
+    cursor = {app: 0 for app in APPS}
+    for app in pending:
+        env = queues[app][cursor[app]]
+        cursor[app] += 1
+        out[app].extend(state[app].process(env))
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(APPS), calls), max_size=40), st.randoms(use_true_random=False))
+def test_outputs_are_the_same_at_parallelism_1_and_4(app_calls, rnd):
+    envs = []
+    for app in APPS:
+        for env in build([c for a, c in app_calls if a == app]):
+            envs.append({**env, "app": app, "event_id": f"{app}-{env['event_id']}"})
+    one_subtask = run_interleaved(envs, random.Random(0))
+    four_subtasks = run_interleaved(envs, rnd)
+    assert one_subtask == four_subtasks
+
+
+def test_cached_store_reads_state_once_and_writes_through():
+    from udfs.state import CachedStore
+
+    class CountingStore(DictStore):
+        reads = 0
+
+        def get(self, key, default=None):
+            CountingStore.reads += 1
+            return super().get(key, default)
+
+    state = CountingStore(a="x")
+    cache = CachedStore(state, max_entries=3)
+    assert [cache.get("a"), cache.get("a"), cache.get("missing"), cache.get("missing")] == ["x", "x", None, None]
+    assert CountingStore.reads == 2
+    cache.put("b", "y")
+    cache.remove("a")
+    assert state == {"b": "y"} and cache.get("a") is None
+    for k in "cdef":  # past max_entries the cache starts over instead of growing
+        cache.get(k)
+    assert len(cache.cache) <= 3
+
+
+def test_split_store_keeps_anonymous_persons_apart():
+    from udfs.envelope import is_anonymous
+    from udfs.state import SplitStore
+    identified, anonymous = DictStore(), DictStore()
+    store = SplitStore(identified, anonymous, is_anonymous)
+    store.put("a-1", {"p": 1})
+    store.put("u1", {"p": 2})
+    assert anonymous == {"a-1": {"p": 1}} and identified == {"u1": {"p": 2}}
+    assert store.get("a-1") == {"p": 1} and store.get("nobody") is None
+    store.remove("u1")
+    assert identified == {}

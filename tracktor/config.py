@@ -66,6 +66,7 @@ class Config:
     topics: dict[str, str]
     clickhouse: dict
     flink: dict
+    identity: dict = field(default_factory=dict)
     apps: dict[str, App] = field(default_factory=dict)
 
     def app(self, sid: str) -> App:
@@ -147,7 +148,7 @@ def load(path: str | Path | None = None) -> Config:
 def parse(tree: Any, path: Path) -> Config:
     r = _Reader(str(path))
     base = path.parent
-    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir",))
+    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir", "identity"))
     data_dir = (base / r.string(top.get("data_dir", ".data"), "data_dir")).resolve()
 
     kafka = r.mapping(top["kafka"], "kafka", required=("bootstrap_servers", "topics"), optional=("partitions",))
@@ -170,14 +171,21 @@ def parse(tree: Any, path: Path) -> Config:
         r.fail("clickhouse.database", f"expected an identifier, got {database!r}")
 
     fl = r.mapping(top["flink"], "flink", optional=(
-        "parallelism", "execution_mode", "state_backend", "checkpoint_interval_ms", "checkpoint_dir"))
+        "parallelism", "execution_mode", "state_backend", "checkpoint_interval_ms", "checkpoint_dir",
+        "restart_attempts"))
     flink = {
         "parallelism": r.integer(fl.get("parallelism", 1), "flink.parallelism"),
         "execution_mode": r.choice(fl.get("execution_mode", "thread"), "flink.execution_mode", ("thread", "process")),
         "state_backend": r.choice(fl.get("state_backend", "hashmap"), "flink.state_backend", ("hashmap", "rocksdb")),
         "checkpoint_interval_ms": r.integer(fl.get("checkpoint_interval_ms", 5000), "flink.checkpoint_interval_ms", 100),
+        "restart_attempts": r.integer(fl.get("restart_attempts", 3), "flink.restart_attempts", 0),
         "checkpoint_dir": str((base / r.string(fl.get("checkpoint_dir", ".data/checkpoints"), "flink.checkpoint_dir")).resolve()),
     }
+
+    idn = r.mapping(top.get("identity") or {}, "identity", optional=("anonymous_retention",))
+    identity = {"anonymous_retention_seconds": r.duration(idn.get("anonymous_retention", "90d"), "identity.anonymous_retention")}
+    if identity["anonymous_retention_seconds"] < 1:
+        r.fail("identity.anonymous_retention", "must be at least 1s")
 
     if not isinstance(top["apps"], list) or not top["apps"]:
         r.fail("apps", "expected a non-empty list of apps")
@@ -191,7 +199,7 @@ def parse(tree: Any, path: Path) -> Config:
     return Config(
         path=path, data_dir=data_dir,
         kafka={"bootstrap_servers": bootstrap, "partitions": partitions},
-        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, apps=apps,
+        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, identity=identity, apps=apps,
     )
 
 

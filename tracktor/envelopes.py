@@ -37,5 +37,7 @@ def cart(app, distinct_id, cart_action, cart_data, ts, event_id=None, received_a
 
 
 def kafka_key(env: dict) -> str:
-    """Raw records are keyed app:distinct id (the source id of an alias)."""
-    return f"{env['app']}:{env.get('id') or env['srcid']}"
+    """Raw records are keyed by app: one app's calls share a partition, so identity_merge
+    (keyed by app) sees them in the order the collector accepted them, whatever its
+    parallelism (docs/identity.md)."""
+    return env["app"]

@@ -53,6 +53,11 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
         "classloader.check-leaked-classloader": "false",
+        # A failing task is retried a few times, then the job fails with the error (the
+        # default with checkpointing retries forever, so a bug would hang a bounded run).
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": str(flink_cfg.get("restart_attempts", 3)),
+        "restart-strategy.fixed-delay.delay": "2s",
     }
     jar = connector_jar()
     if jar is not None:
@@ -69,27 +74,35 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
     return env, t_env
 
 
-def kafka_source(bootstrap_servers: str, topics: list[str], group_id: str, bounded: bool):
-    """Strings from `topics`. Bounded: the whole topics, from the beginning to their end as it
-    is at start (a replay). Unbounded: from the committed offsets of `group_id` (earliest
-    when none), unless a restored checkpoint says where it was."""
-    from pyflink.common.serialization import SimpleStringSchema
-    from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
+def kafka_rows(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str, bounded: bool):
+    """A DataStream of Row(k, v) — the record's key and value as strings — from `topic`.
 
-    builder = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap_servers)
-        .set_topics(*topics)
-        .set_group_id(group_id)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest() if bounded else
-                              KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
-        .set_value_only_deserializer(SimpleStringSchema())
-        .set_property("isolation.level", "read_committed")
-        .set_property("partition.discovery.interval.ms", "10000")
-    )
-    if bounded:
-        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
-    return builder.build()
+    Bounded: the whole topic, from the beginning to its end as it is at start (a replay).
+    Unbounded: from the committed offsets of `group_id` (earliest when none), unless a
+    restored checkpoint says where the job was. Only committed transactions are read.
+    """
+    startup = "'scan.startup.mode' = 'earliest-offset'," if bounded else \
+        "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest',"
+    until = "'scan.bounded.mode' = 'latest-offset'," if bounded else ""
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE `{table}` (
+          `k` STRING,
+          `v` STRING
+        ) WITH (
+          'connector' = 'kafka',
+          'topic' = '{topic}',
+          'properties.bootstrap.servers' = '{bootstrap_servers}',
+          'properties.group.id' = '{group_id}',
+          'properties.isolation.level' = 'read_committed',
+          'scan.topic-partition-discovery.interval' = '10s',
+          {startup}
+          {until}
+          'key.format' = 'raw',
+          'key.fields' = 'k',
+          'value.format' = 'raw',
+          'value.fields-include' = 'EXCEPT_KEY'
+        )""")
+    return t_env.to_data_stream(t_env.from_path(table))
 
 
 # Rows a job sends to Kafka: (topic, key, value), all strings.

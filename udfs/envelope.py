@@ -6,8 +6,9 @@ tests/test_schemas.py keeps the two in step.
 """
 from __future__ import annotations
 
-import json
 import re
+
+import orjson
 
 ANONYMOUS_PREFIX = "a-"
 MAX_ID_LENGTH = 256
@@ -38,8 +39,8 @@ def _non_negative_int(value) -> bool:
 def parse_raw(text: str | bytes) -> dict:
     """The envelope as a dict, or BadRecord saying what is wrong with it."""
     try:
-        env = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+        env = orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError) as e:
         raise BadRecord(f"not JSON: {e}") from None
     if not isinstance(env, dict):
         raise BadRecord("not a JSON object")

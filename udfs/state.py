@@ -30,3 +30,53 @@ class Cell:
 
     def update(self, value) -> None:
         self._value = value
+
+
+class SplitStore:
+    """Two MapStates seen as one: keys of anonymous persons go to `anonymous` (which the job
+    gives a retention time), all others to `identified` (kept for good)."""
+
+    def __init__(self, identified, anonymous, is_anonymous):
+        self.identified, self.anonymous, self.is_anonymous = identified, anonymous, is_anonymous
+
+    def _store(self, key):
+        return self.anonymous if self.is_anonymous(key) else self.identified
+
+    def get(self, key, default=None):
+        value = self._store(key).get(key)
+        return default if value is None else value
+
+    def put(self, key, value) -> None:
+        self._store(key).put(key, value)
+
+    def remove(self, key) -> None:
+        self._store(key).remove(key)
+
+
+class CachedStore:
+    """A MapState read through a dict: the owner of a key reads state once, then memory.
+
+    Only right where one process owns the keys it caches (a Flink subtask and its key
+    groups); writes go to both. Absent keys are cached too (most ids never merge), so the
+    cache is emptied when it reaches `max_entries`."""
+
+    def __init__(self, state, max_entries: int = 1_000_000):
+        self.state = state
+        self.max_entries = max_entries
+        self.cache: dict = {}
+
+    def get(self, key, default=None):
+        if key not in self.cache:
+            if len(self.cache) >= self.max_entries:
+                self.cache.clear()
+            self.cache[key] = self.state.get(key)
+        value = self.cache[key]
+        return default if value is None else value
+
+    def put(self, key, value) -> None:
+        self.cache[key] = value
+        self.state.put(key, value)
+
+    def remove(self, key) -> None:
+        self.cache[key] = None
+        self.state.remove(key)

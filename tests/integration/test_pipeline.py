@@ -53,6 +53,11 @@ def scenario() -> list[dict]:
     out += [E.track(APP, "u5", "Site visit", at(50)),
             E.set_properties(APP, "u5", {"email": 42, "age": 31, "gone": "x"}, at(51)),
             E.set_properties(APP, "u5", {"gone": None}, at(52))]
+    # a chain of three merges and a cycle
+    out += [E.track(APP, c, "Rated movie", at(60 + i)) for i, c in enumerate(["c1", "c2", "c3", "c4"])]
+    out += [E.alias(APP, "c1", "c2", at(70)), E.alias(APP, "c2", "c3", at(71)), E.alias(APP, "c3", "c4", at(72))]
+    out += [E.track(APP, "y1", "Rated movie", at(80)), E.track(APP, "y2", "Rated movie", at(81)),
+            E.alias(APP, "y1", "y2", at(82)), E.alias(APP, "y2", "y1", at(83))]
     # the same ids in another app must stay apart from these
     out += [E.track("t-other", "a-anon1", "Site visit", at(0)), E.identify("t-other", "u3", "a-anon1", at(1))]
     return out
@@ -163,3 +168,14 @@ def test_a_metric_counts_people_once_over_the_range(run):
     expected = reference.people_did(run.envs, "demo-video", "Site visit", BEGINNING, BEGINNING + 5 * ONE_DAY)
     assert m.people == expected
     assert sum(v for _, v in m.days) >= expected
+
+
+def test_a_chain_of_three_merges_and_a_cycle_each_end_as_one_person(run):
+    rows = run.client.query(
+        f"SELECT distinct_id, person FROM {run.db}.person_events(app = {{app:String}}, from_ts = {{f:DateTime64(3, 'UTC')}},"
+        f" to_ts = {{t:DateTime64(3, 'UTC')}}) WHERE event = 'Rated movie'",
+        parameters={"app": APP, "f": datetime(2026, 1, 1, tzinfo=timezone.utc), "t": datetime(2026, 1, 2, tzinfo=timezone.utc)},
+    ).result_rows
+    person = dict(rows)
+    assert {person[c] for c in ("c1", "c2", "c3", "c4")} == {"c4"}
+    assert person["y1"] == person["y2"] == "y2"  # y1 -> y2 came first; y2 -> y1 changes nothing

@@ -1,0 +1,124 @@
+"""identity_merge throughput per core, against a pass-through PyFlink job as the baseline.
+
+Both jobs read the same tracktor.raw (generated: 4 apps, anonymous visitors who identify,
+second devices, aliases, properties, carts) through the same Kafka source, the same
+envelope parsing (udfs.envelope.parse_raw) and the same exactly-once Kafka sink; the
+pass-through job writes each parsed envelope back instead of merging identities.
+
+Throughput is counted from the output records' Kafka timestamps (first to last), so the
+mini-cluster start-up is left out; the wall time with start-up is printed beside it.
+
+    bin/tracktor setup && .venv/bin/python bench/identity_merge.py [--events 200000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+from pyflink.common import Row, Types  # noqa: E402
+from pyflink.datastream import KeyedProcessFunction  # noqa: E402
+
+from jobs import identity_merge  # noqa: E402
+from tracktor import loader, stack  # noqa: E402
+from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env  # noqa: E402
+from tracktor.kafka_local import LocalKafka  # noqa: E402
+from tracktor.sample_data import Generator  # noqa: E402
+from udfs.envelope import BadRecord, parse_raw  # noqa: E402
+
+APPS = {"bench-a": "video", "bench-b": "shop", "bench-c": "video", "bench-d": "shop"}
+CORES = os.cpu_count() or 1
+
+
+class PassThrough(KeyedProcessFunction):
+    def __init__(self, topic: str):
+        self.topic = topic
+
+    def process_element(self, row, ctx):
+        try:
+            env = parse_raw(row[1])
+        except BadRecord:
+            return
+        yield Row(self.topic, row[0], orjson.dumps(env).decode())
+
+
+def pass_through(env, t_env, bootstrap, topics):
+    raw = kafka_rows(t_env, "raw_in", bootstrap, topics["raw"], "bench-pass-through", bounded=True)
+    out = raw.key_by(lambda r: r[0] or "", key_type=Types.STRING()).process(PassThrough(topics["events"]),
+                                                                          output_type=output_type())
+    return insert_into_kafka(t_env, out, "pass_out", bootstrap, [topics["events"]], "bench-pass-through")
+
+
+def span(bootstrap: str, topics: list[str]) -> tuple[int, float]:
+    """(records, seconds from the first record's timestamp to the last's) over `topics`."""
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                      isolation_level="read_committed", consumer_timeout_ms=3000, max_poll_records=10000,
+                      fetch_max_bytes=64 * 1024 * 1024)
+    n, lo, hi = 0, None, None
+    for m in c:
+        n += 1
+        lo = m.timestamp if lo is None else min(lo, m.timestamp)
+        hi = m.timestamp if hi is None else max(hi, m.timestamp)
+    c.close()
+    return n, (hi - lo) / 1000 if n > 1 else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000, help="raw calls to process (about)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-identity-"))
+    people = max(1, args.events // (8 * len(APPS)))
+    envs = list(Generator(seed=1, people=people, apps=APPS))
+    merges = sum(e["type"] in ("identify", "alias") for e in envs)
+    print(f"{len(envs):,} raw calls for {len(APPS)} apps ({merges:,} identify/alias, "
+          f"{sum(e['type'] == 'set' for e in envs):,} property sets); {CORES} cores", flush=True)
+
+    results = {}
+    with LocalKafka(tmp / "kafka") as broker:
+        bs = broker.bootstrap_servers
+        raw_topic = {"raw": "bench.raw"}
+        stack.ensure_topics(bs, raw_topic, 4)
+        loader.send(bs, raw_topic["raw"], envs, total=len(envs), label="raw calls sent")
+        for name, parallelism in (("pass-through", 1), ("identity_merge", 1), ("pass-through", 2), ("identity_merge", 2)):
+            run_id = f"{name.replace('_', '-')}-p{parallelism}"
+            topics = {"raw": raw_topic["raw"], **{r: f"bench.{run_id}.{r}" for r in identity_merge.OUTPUT_ROLES}}
+            stack.ensure_topics(bs, topics, 4)
+            flink = {"execution_mode": "thread", "parallelism": parallelism, "state_backend": "hashmap",
+                     "checkpoint_interval_ms": 5000, "checkpoint_dir": str(tmp / "chk" / run_id)}
+            env, t_env = stream_env(flink, run_id)
+            t = time.monotonic()
+            if name == "pass-through":
+                pass_through(env, t_env, bs, topics).wait()
+                out_topics = [topics["events"]]
+            else:
+                identity_merge.build(env, t_env, bs, topics, bounded=True).wait()
+                out_topics = [topics[r] for r in identity_merge.OUTPUT_ROLES]
+            wall = time.monotonic() - t
+            records, seconds = span(bs, out_topics)
+            rate = len(envs) / seconds
+            results[(name, parallelism)] = rate
+            print(f"{name:15s} p{parallelism}: {rate:9,.0f} calls/s = {rate / min(parallelism, CORES):9,.0f} per core"
+                  f"  ({records:,} records out in {seconds:.1f}s; {wall:.1f}s with start-up)", flush=True)
+
+    print()
+    summary = {}
+    for p in (1, 2):
+        ratio = results[("identity_merge", p)] / results[("pass-through", p)]
+        summary[f"p{p}"] = {"identity_calls_per_s": round(results[("identity_merge", p)]),
+                            "pass_through_calls_per_s": round(results[("pass-through", p)]),
+                            "ratio_to_pass_through": round(ratio, 2)}
+        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,11 @@
 """identity_merge throughput per core, against a pass-through PyFlink job as the baseline.
 
-Both jobs read the same tracktor.raw (generated: 4 apps, anonymous visitors who identify,
+All jobs read the same tracktor.raw (generated: 4 apps, anonymous visitors who identify,
 second devices, aliases, properties, carts) through the same Kafka source, the same
-envelope parsing (udfs.envelope.parse_raw) and the same exactly-once Kafka sink; the
-pass-through job writes each parsed envelope back instead of merging identities.
+envelope parsing (udfs.envelope.parse_raw) and the same exactly-once Kafka sink. The
+baseline pass-through writes each parsed envelope back (Kafka -> Python -> Kafka); the
+keyed pass-through adds identity_merge's key_by(app), which PyFlink runs as a Python
+operator of its own before the shuffle — shown to separate that cost from the merging.
 
 Throughput is counted from the output records' Kafka timestamps (first to last), so the
 mini-cluster start-up is left out; the wall time with start-up is printed beside it.
@@ -37,22 +39,32 @@ APPS = {"bench-a": "video", "bench-b": "shop", "bench-c": "video", "bench-d": "s
 CORES = os.cpu_count() or 1
 
 
-class PassThrough(KeyedProcessFunction):
+def reparse(topic: str, row) -> Row:
+    """The pass-through's work per record: parse the envelope as identity_merge does, write it back."""
+    try:
+        env = parse_raw(row[1])
+    except BadRecord:
+        env = {}
+    return Row(topic, row[0], orjson.dumps(env).decode())
+
+
+class KeyedReparse(KeyedProcessFunction):
     def __init__(self, topic: str):
         self.topic = topic
 
     def process_element(self, row, ctx):
-        try:
-            env = parse_raw(row[1])
-        except BadRecord:
-            return
-        yield Row(self.topic, row[0], orjson.dumps(env).decode())
+        yield reparse(self.topic, row)
 
 
-def pass_through(env, t_env, bootstrap, topics):
+def pass_through(env, t_env, bootstrap, topics, keyed: bool):
+    """Kafka -> parse_raw -> Kafka; `keyed` adds the key_by(app) identity_merge has."""
     raw = kafka_rows(t_env, "raw_in", bootstrap, topics["raw"], "bench-pass-through", bounded=True)
-    out = raw.key_by(lambda r: r[0] or "", key_type=Types.STRING()).process(PassThrough(topics["events"]),
-                                                                          output_type=output_type())
+    if keyed:
+        out = raw.key_by(lambda r: r[0] or "", key_type=Types.STRING()).process(
+            KeyedReparse(topics["events"]), output_type=output_type())
+    else:
+        topic = topics["events"]
+        out = raw.map(lambda r: reparse(topic, r), output_type=output_type())
     return insert_into_kafka(t_env, out, "pass_out", bootstrap, [topics["events"]], "bench-pass-through")
 
 
@@ -88,16 +100,17 @@ def main() -> None:
         raw_topic = {"raw": "bench.raw"}
         stack.ensure_topics(bs, raw_topic, 4)
         loader.send(bs, raw_topic["raw"], envs, total=len(envs), label="raw calls sent")
-        for name, parallelism in (("pass-through", 1), ("identity_merge", 1), ("pass-through", 2), ("identity_merge", 2)):
-            run_id = f"{name.replace('_', '-')}-p{parallelism}"
+        runs = [(name, p) for p in (1, 2) for name in ("pass-through", "keyed pass-through", "identity_merge")]
+        for name, parallelism in runs:
+            run_id = f"{name.replace('_', '-').replace(' ', '-')}-p{parallelism}"
             topics = {"raw": raw_topic["raw"], **{r: f"bench.{run_id}.{r}" for r in identity_merge.OUTPUT_ROLES}}
             stack.ensure_topics(bs, topics, 4)
             flink = {"execution_mode": "thread", "parallelism": parallelism, "state_backend": "hashmap",
                      "checkpoint_interval_ms": 5000, "checkpoint_dir": str(tmp / "chk" / run_id)}
             env, t_env = stream_env(flink, run_id)
             t = time.monotonic()
-            if name == "pass-through":
-                pass_through(env, t_env, bs, topics).wait()
+            if name.endswith("pass-through"):
+                pass_through(env, t_env, bs, topics, keyed=name.startswith("keyed")).wait()
                 out_topics = [topics["events"]]
             else:
                 identity_merge.build(env, t_env, bs, topics, bounded=True).wait()
@@ -106,17 +119,19 @@ def main() -> None:
             records, seconds = span(bs, out_topics)
             rate = len(envs) / seconds
             results[(name, parallelism)] = rate
-            print(f"{name:15s} p{parallelism}: {rate:9,.0f} calls/s = {rate / min(parallelism, CORES):9,.0f} per core"
+            print(f"{name:18s} p{parallelism}: {rate:9,.0f} calls/s = {rate / min(parallelism, CORES):9,.0f} per core"
                   f"  ({records:,} records out in {seconds:.1f}s; {wall:.1f}s with start-up)", flush=True)
 
     print()
     summary = {}
     for p in (1, 2):
         ratio = results[("identity_merge", p)] / results[("pass-through", p)]
+        keyed = results[("identity_merge", p)] / results[("keyed pass-through", p)]
         summary[f"p{p}"] = {"identity_calls_per_s": round(results[("identity_merge", p)]),
                             "pass_through_calls_per_s": round(results[("pass-through", p)]),
-                            "ratio_to_pass_through": round(ratio, 2)}
-        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}")
+                            "keyed_pass_through_calls_per_s": round(results[("keyed pass-through", p)]),
+                            "ratio_to_pass_through": round(ratio, 2), "ratio_to_keyed_pass_through": round(keyed, 2)}
+        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}   (/ keyed pass-through = {keyed:.2f})")
     print(json.dumps(summary))
 
 

@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     from tracktor.kafka_local import LocalKafka
 
+    from tracktor.flink import use_this_interpreter
+    use_this_interpreter()
     t = time.monotonic()
     from pyflink.java_gateway import get_gateway
     get_gateway()

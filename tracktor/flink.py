@@ -22,6 +22,15 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: p.stat().st_mtime) if done else None
 
 
+def use_this_interpreter() -> None:
+    """Python workers must run this interpreter (the venv's), and thread mode resolves
+    packages through the `python` on PATH — as it was when the JVM started, so call this
+    before anything launches PyFlink's gateway."""
+    venv_bin = str(Path(sys.executable).parent)
+    if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
     """A StreamExecutionEnvironment plus a StreamTableEnvironment on it, configured from `flink:`.
 
@@ -32,9 +41,7 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    # The Python workers must run this interpreter (the venv's), and thread mode resolves
-    # packages through the `python` on PATH.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    use_this_interpreter()
     conf = Configuration()
     settings = {
         "pipeline.name": job_name,
@@ -47,8 +54,6 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
         "execution.checkpointing.dir": Path(flink_cfg["checkpoint_dir"], job_name).resolve().as_uri(),
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "python.fn-execution.bundle.size": str(flink_cfg.get("bundle_size", 1000)),
-        "python.fn-execution.bundle.time": str(flink_cfg.get("bundle_time_ms", 200)),
         "taskmanager.memory.process.size": flink_cfg.get("taskmanager_memory", "2g"),
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",

@@ -9,8 +9,6 @@ udfs/identity.py; this file wires Kafka, state and the Python function together.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 
 import orjson
@@ -20,7 +18,7 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 
 from tracktor import config as config_mod
 from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
-from tracktor.stack import resolve_bootstrap
+from tracktor.cli import job_main
 from udfs.envelope import BadRecord, is_anonymous, parse_raw
 from udfs.identity import JOB, IdentityMerger
 from udfs.state import CachedStore, SplitStore
@@ -107,13 +105,7 @@ def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
-    p.add_argument("--bounded", action="store_true", help="replay tracktor.raw from its beginning to its end as it is at start, then stop")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = config_mod.load(args.config)
-    run(cfg, resolve_bootstrap(cfg), args.bounded)
+    job_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

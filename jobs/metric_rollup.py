@@ -9,10 +9,8 @@ leaves no duplicate.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
-import logging
 
 from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction
@@ -20,7 +18,7 @@ from pyflink.datastream import ProcessFunction
 from tracktor import config as config_mod
 from tracktor import warehouse
 from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
-from tracktor.stack import resolve_bootstrap
+from tracktor.cli import job_main
 from udfs.envelope import BadRecord
 from udfs.rollup import TABLE_OF_ROLE, Batcher, to_row
 
@@ -84,13 +82,7 @@ def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
-    p.add_argument("--bounded", action="store_true", help="replay the topics from their beginning to their end as it is at start, then stop")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = config_mod.load(args.config)
-    run(cfg, resolve_bootstrap(cfg), args.bounded)
+    job_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

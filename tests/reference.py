@@ -70,3 +70,41 @@ def funnel(envs, app: str, steps: list[str], from_ms: int, to_ms: int, window_ms
 def people_did(envs, app: str, event: str, from_ms: int, to_ms: int) -> int:
     who = persons(envs)
     return len({who[(a, did)] for a, name, did, ts in events(envs) if a == app and name == event and from_ms <= ts < to_ms})
+
+
+def _timelines(envs, app, names, from_ms, to_ms):
+    who = persons(envs)
+    timeline = defaultdict(list)
+    for a, name, did, ts in events(envs):
+        if a == app and name in names and from_ms <= ts < to_ms:
+            timeline[who[(a, did)]].append((ts, name))
+    return {p: sorted(evs) for p, evs in timeline.items()}
+
+
+def conversion(envs, app, a, b, from_ms, to_ms, repeatable) -> float:
+    """Non-repeatable: people with a B after an A / people with an A. Repeatable: B events
+    after the person's first A / A events."""
+    num = den = 0
+    for evs in _timelines(envs, app, {a, b}, from_ms, to_ms).values():
+        a_times = [t for t, n in evs if n == a]
+        if not a_times:
+            continue
+        if repeatable:
+            den += len(a_times)
+            num += sum(1 for t, n in evs if n == b and t > a_times[0])
+        else:
+            den += 1
+            num += any(n == b and t > a_times[0] for t, n in evs)
+    return num / den if den else 0.0
+
+
+def time_between(envs, app, a, b, from_ms, to_ms) -> tuple[int, float]:
+    """(people who did A then B, average seconds from their first A to the first B after it)."""
+    waits = []
+    for evs in _timelines(envs, app, {a, b}, from_ms, to_ms).values():
+        a_times = [t for t, n in evs if n == a]
+        if a_times:
+            after = [t for t, n in evs if n == b and t > a_times[0]]
+            if after:
+                waits.append((after[0] - a_times[0]) / 1000)
+    return len(waits), (sum(waits) / len(waits) if waits else 0.0)

@@ -34,6 +34,8 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     (lambda t: t["apps"][0]["funnels"]["video_journey"].update(steps=["only one"]), "apps[0].funnels.video_journey.steps: expected a list of at least 2"),
     (lambda t: t["apps"][0]["metrics"]["site_visitors"].update(type="magic"), "apps[0].metrics.site_visitors.type: expected one of"),
     (lambda t: t["apps"][0]["metrics"]["site_visitors"].pop("event"), "apps[0].metrics.site_visitors: a people_did_event metric needs 'event'"),
+    (lambda t: t["apps"][0]["metrics"]["site_visitors"].update(repeatable=True), "site_visitors.repeatable: only a conversion_rate metric"),
+    (lambda t: t["apps"][0]["metrics"]["registration_to_premium"].update(repeatable="often"), "registration_to_premium.repeatable: expected true or false"),
     (lambda t: t["apps"][1].update(sid="demo-video"), "apps[1].sid: duplicate sid 'demo-video'"),
     (lambda t: t["apps"][0].update(sid="bad sid!"), "apps[0].sid: expected 1-64 letters"),
     (lambda t: t["clickhouse"].update(dsn="mysql://x"), "clickhouse.dsn: expected chdb:///path or http(s)://host:port"),

@@ -109,3 +109,48 @@ def test_funnel_step_names_are_parameters_not_sql(client):
     hostile = "A') OR 1=1 --"
     write(client, "events", [ev("p1", hostile, 0), ev("p1", "B", 1), ev("p2", "A", 0)])
     assert reached(client, Funnel("h", (hostile, "B"), None)) == [1, 1]
+
+
+A_THEN_B = [ev("p1", "A", 0), ev("p1", "B", 5), ev("p1", "A", 10), ev("p1", "B", 20),   # A twice, B twice
+            ev("p2", "A", 0),                                                          # never converts
+            ev("p3", "B", 0), ev("p3", "A", 3),                                        # B before A only
+            ev("a-4", "A", 24 * 60), ev("u4", "B", 24 * 60 + 30)]                       # merged, next day
+
+
+def metric_of(client, mtype, last=date(2026, 1, 3), **params):
+    return analytics.metric(client, DB, APP, Metric("m", mtype, params), DAY, last)
+
+
+def test_conversion_rate_non_repeatable_counts_people_by_the_day_of_their_first_a(client):
+    write(client, "events", A_THEN_B)
+    write(client, "identities", [ident("a-4", "u4", 1)])
+    m = metric_of(client, "conversion_rate", event_a="A", event_b="B")
+    assert m.days == [(DAY, 1 / 3), (date(2026, 1, 2), 1.0), (date(2026, 1, 3), 0)]  # p1 of p1,p2,p3; u4 of u4
+    assert m.total == pytest.approx(2 / 4) and m.people == 4
+
+
+def test_conversion_rate_repeatable_counts_b_events_after_an_a(client):
+    write(client, "events", A_THEN_B)
+    write(client, "identities", [ident("a-4", "u4", 1)])
+    m = metric_of(client, "conversion_rate", event_a="A", event_b="B", repeatable=True)
+    assert m.total == pytest.approx(3 / 5)  # p1's two Bs and u4's B; p3's B came before its A
+    assert m.days[0] == (DAY, 2 / 4)
+
+
+def test_average_time_between_uses_the_first_a_and_the_first_b_after_it(client):
+    write(client, "events", A_THEN_B)
+    write(client, "identities", [ident("a-4", "u4", 1)])
+    m = metric_of(client, "avg_time_between", event_a="A", event_b="B")
+    assert m.people == 2 and m.total == pytest.approx((300 + 1800) / 2)
+    assert m.days[:2] == [(DAY, 300.0), (date(2026, 1, 2), 1800.0)]
+
+
+def test_average_times_per_person(client):
+    write(client, "events", [ev("p1", "A", 0), ev("p1", "A", 1), ev("p1", "A", 2), ev("p2", "A", 3)])
+    m = metric_of(client, "avg_times_per_person", last=DAY, event="A")
+    assert m.days == [(DAY, 2.0)] and m.total == 2.0 and m.people == 2
+
+
+def test_every_configured_metric_type_has_an_answer():
+    from tracktor.config import METRIC_TYPES
+    assert set(METRIC_TYPES) == set(analytics._METRICS)

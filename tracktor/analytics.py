@@ -63,22 +63,62 @@ def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) 
 class MetricResult:
     name: str
     type: str
-    days: list[tuple[date, float]]
+    days: list[tuple[date, float]]  # every day of the range, 0 where nothing happened
     daily_max: float
     daily_min: float
     daily_avg: float
-    people: int
+    people: int       # distinct people the metric counts over the whole range
+    total: float      # the metric over the whole range (not the sum of the days for ratios)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def _event_metric(client, database, m, params):
+    """people_did_event, times_event_happened, avg_times_per_person."""
+    rows = client.query(query_template("metric_daily", database), parameters={**params, "event": m.params["event"]}).result_rows
+    people = client.query(query_template("metric_people", database),
+                          parameters={**params, "event": m.params["event"]}).result_rows[0][0]
+    times = sum(r[2] for r in rows)
+    if m.type == "people_did_event":
+        return {r[0]: r[1] for r in rows}, people, people
+    if m.type == "times_event_happened":
+        return {r[0]: r[2] for r in rows}, people, times
+    return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(times, people)
+
+
+def _conversion(client, database, m, params):
+    repeatable = bool(m.params.get("repeatable", False))
+    window_ms = int((params["to_ts"] - params["from_ts"]).total_seconds() * 1000)
+    rows = client.query(query_template("metric_conversion", database), parameters={
+        **params, "event_a": m.params["event_a"], "event_b": m.params["event_b"],
+        "repeatable": repeatable, "window_ms": window_ms}).result_rows
+    a_total, b_total = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    people = a_total if not repeatable else client.query(query_template("metric_people", database), parameters={
+        **params, "event": m.params["event_a"]}).result_rows[0][0]
+    return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(b_total, a_total)
+
+
+def _time_between(client, database, m, params):
+    rows = client.query(query_template("metric_time_between", database), parameters={
+        **params, "event_a": m.params["event_a"], "event_b": m.params["event_b"]}).result_rows
+    people, seconds = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(seconds, people)
+
+
+_METRICS = {
+    "people_did_event": _event_metric, "times_event_happened": _event_metric,
+    "avg_times_per_person": _event_metric, "conversion_rate": _conversion, "avg_time_between": _time_between,
+}
 
 
 def metric(client, database: str, app: str, m: Metric, first: date, last: date) -> MetricResult:
-    bounds = _bounds(first, last)
-    params = {"app": app, "event": m.params["event"], **bounds}
-    rows = client.query(query_template("metric_daily", database), parameters=params).result_rows
-    column = {"people_did_event": 1, "times_event_happened": 2}[m.type]
-    by_day = {r[0]: r[column] for r in rows}
+    """A metric's daily series over [first, last] with its daily max/min/avg and people."""
+    params = {"app": app, **_bounds(first, last)}
+    by_day, people, total = _METRICS[m.type](client, database, m, params)
     days = [(first + timedelta(days=i), by_day.get(first + timedelta(days=i), 0))
             for i in range((last - first).days + 1)]
     values = [v for _, v in days]
-    people = client.query(query_template("metric_people", database), parameters=params).result_rows[0][0]
     return MetricResult(name=m.name, type=m.type, days=days, daily_max=max(values), daily_min=min(values),
-                        daily_avg=sum(values) / len(values), people=people)
+                        daily_avg=sum(values) / len(values), people=people, total=total)

@@ -113,6 +113,22 @@ def cmd_demo(args) -> int:
     return run_demo(_cfg(args), people=args.people, seed=args.seed)
 
 
+def job_main(doc: str, run, argv=None) -> None:
+    """`python -m jobs.NAME [--config FILE] [--bounded]`: what every job file's main() does."""
+    import logging
+    from tracktor import stack
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
+    p.add_argument("--bounded", action="store_true",
+                   help="replay the input topics from their beginning and stop at their end "
+                        "(without it: run on, resuming from the newest checkpoint)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = config_mod.load(args.config)
+    run(cfg, stack.resolve_bootstrap(cfg), args.bounded)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracktor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")

@@ -17,10 +17,14 @@ from tracktor import ROOT
 DEFAULT_PATH = ROOT / "tracktor.yaml"
 TOPIC_ROLES = ("raw", "events", "identities", "profiles", "derived", "segments", "dead_letter")
 ADVANCED_EVENTS = ("visited_site", "cart_abandoned", "cart_canceled", "cart_purchased")
-# Metric types and the fields each needs; sql/queries/metrics.sql answers them.
+# Metric types and the event fields each needs (tracktor/analytics.py answers them);
+# conversion_rate also takes `repeatable: true|false` (default false).
 METRIC_TYPES = {
     "people_did_event": ("event",),
     "times_event_happened": ("event",),
+    "avg_times_per_person": ("event",),
+    "conversion_rate": ("event_a", "event_b"),
+    "avg_time_between": ("event_a", "event_b"),
 }
 _DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -231,7 +235,7 @@ def _parse_app(r: _Reader, node, where: str) -> App:
     metrics = {}
     for name, m in r.mapping(a.get("metrics", {}) or {}, f"{where}.metrics", optional=a.get("metrics", {}) or {}).items():
         mw = f"{where}.metrics.{name}"
-        m = r.mapping(m, mw, required=("type",), optional=("type",) + tuple(
+        m = r.mapping(m, mw, required=("type",), optional=("repeatable",) + tuple(
             k for fields in METRIC_TYPES.values() for k in fields))
         mtype = r.choice(m["type"], f"{mw}.type", tuple(METRIC_TYPES))
         params = {}
@@ -239,6 +243,10 @@ def _parse_app(r: _Reader, node, where: str) -> App:
             if key not in m:
                 r.fail(mw, f"a {mtype} metric needs {key!r}")
             params[key] = r.string(m[key], f"{mw}.{key}")
+        if "repeatable" in m:
+            if mtype != "conversion_rate":
+                r.fail(f"{mw}.repeatable", "only a conversion_rate metric is repeatable or not")
+            params["repeatable"] = r.boolean(m["repeatable"], f"{mw}.repeatable")
         metrics[name] = Metric(name=name, type=mtype, params=params)
 
     segments = r.mapping(a.get("segments", {}) or {}, f"{where}.segments", optional=a.get("segments", {}) or {})

@@ -74,7 +74,8 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
             print(report.funnel_table(f"Funnel {f.name}, {first} .. {last}", steps) + "\n")
         for m in app.metrics.values():
             result = analytics.metric(client, db, app.sid, m, first, last)
-            print(report.metric_table(f"Metric {m.name} ({m.type}, event {m.params['event']!r})", result) + "\n")
+            about = ", ".join(f"{k} {v!r}" for k, v in m.params.items())
+            print(report.metric_table(f"Metric {m.name} ({m.type}: {about})", result) + "\n")
     client.close()
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; {sent:,} calls")
     return 0

@@ -79,6 +79,26 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
     return env, t_env
 
 
+def _kafka_table(t_env, table: str, bootstrap_servers: str, topics: list[str], with_topic_column: bool,
+                 options: str) -> None:
+    """A Kafka table of (k, v) strings — the record key and value, raw — plus `options`."""
+    topic_column = "`topic` STRING METADATA," if with_topic_column else ""
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE `{table}` (
+          {topic_column}
+          `k` STRING,
+          `v` STRING
+        ) WITH (
+          'connector' = 'kafka',
+          'topic' = '{";".join(topics)}',
+          'properties.bootstrap.servers' = '{bootstrap_servers}',{options}
+          'key.format' = 'raw',
+          'key.fields' = 'k',
+          'value.format' = 'raw',
+          'value.fields-include' = 'EXCEPT_KEY'
+        )""")
+
+
 def kafka_rows(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str, bounded: bool):
     """A DataStream of Row(k, v) — the record's key and value as strings — from `topic`.
 
@@ -89,24 +109,12 @@ def kafka_rows(t_env, table: str, bootstrap_servers: str, topic: str, group_id: 
     startup = "'scan.startup.mode' = 'earliest-offset'," if bounded else \
         "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest',"
     until = "'scan.bounded.mode' = 'latest-offset'," if bounded else ""
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE `{table}` (
-          `k` STRING,
-          `v` STRING
-        ) WITH (
-          'connector' = 'kafka',
-          'topic' = '{topic}',
-          'properties.bootstrap.servers' = '{bootstrap_servers}',
+    _kafka_table(t_env, table, bootstrap_servers, [topic], with_topic_column=False, options=f"""
           'properties.group.id' = '{group_id}',
           'properties.isolation.level' = 'read_committed',
           'scan.topic-partition-discovery.interval' = '10s',
           {startup}
-          {until}
-          'key.format' = 'raw',
-          'key.fields' = 'k',
-          'value.format' = 'raw',
-          'value.fields-include' = 'EXCEPT_KEY'
-        )""")
+          {until}""")
     return t_env.to_data_stream(t_env.from_path(table))
 
 
@@ -129,24 +137,10 @@ def insert_into_kafka(t_env, rows, table: str, bootstrap_servers: str, topics: l
     """
     from pyflink.table.expressions import col
 
-    topic_column = "`topic` STRING METADATA," if len(topics) > 1 else ""
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE `{table}` (
-          {topic_column}
-          `k` STRING,
-          `v` STRING
-        ) WITH (
-          'connector' = 'kafka',
-          'topic' = '{";".join(topics)}',
-          'properties.bootstrap.servers' = '{bootstrap_servers}',
-          'key.format' = 'raw',
-          'key.fields' = 'k',
-          'value.format' = 'raw',
-          'value.fields-include' = 'EXCEPT_KEY',
+    _kafka_table(t_env, table, bootstrap_servers, topics, with_topic_column=len(topics) > 1, options=f"""
           'sink.delivery-guarantee' = 'exactly-once',
           'sink.transactional-id-prefix' = '{transactional_id_prefix}',
-          'properties.transaction.timeout.ms' = '900000'
-        )""")
+          'properties.transaction.timeout.ms' = '900000',""")
     result = t_env.from_data_stream(rows)
     if len(topics) == 1:
         result = result.select(col("k"), col("v"))

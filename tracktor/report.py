@@ -19,12 +19,17 @@ def funnel_table(title: str, steps: list[FunnelStep]) -> str:
     return "\n".join(lines)
 
 
+def _num(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:,.2f}"
+
+
 def metric_table(title: str, m: MetricResult) -> str:
     lines = [title]
     peak = max((v for _, v in m.days), default=0) or 1
     for day, value in m.days:
-        lines.append(f"  {day}  {value:>8,}  {'#' * round(30 * value / peak)}")
-    lines.append(f"  daily max {m.daily_max:,}  min {m.daily_min:,}  avg {m.daily_avg:,.1f}  people {m.people:,}")
+        lines.append(f"  {day}  {_num(value):>10}  {'#' * round(30 * value / peak)}")
+    lines.append(f"  over the range {_num(m.total)};  daily max {_num(m.daily_max)}  min {_num(m.daily_min)}"
+                 f"  avg {m.daily_avg:,.2f};  people {m.people:,}")
     return "\n".join(lines)
 
 

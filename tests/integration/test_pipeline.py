@@ -179,3 +179,19 @@ def test_a_chain_of_three_merges_and_a_cycle_each_end_as_one_person(run):
     person = dict(rows)
     assert {person[c] for c in ("c1", "c2", "c3", "c4")} == {"c4"}
     assert person["y1"] == person["y2"] == "y2"  # y1 -> y2 came first; y2 -> y1 changes nothing
+
+
+@pytest.mark.parametrize("app, a, b", [("demo-video", "Registration", "Upgrade to Premium"),
+                                       ("demo-shop", "setCart", "purchaseCart")])
+def test_conversion_and_time_between_match_the_reference(run, app, a, b):
+    from tracktor.config import Metric
+    start, end = BEGINNING, BEGINNING + 5 * ONE_DAY
+    first, last = date(2026, 1, 1), date(2026, 1, 5)
+    for repeatable in (False, True):
+        m = analytics.metric(run.client, run.db, app, Metric("c", "conversion_rate",
+                             {"event_a": a, "event_b": b, "repeatable": repeatable}), first, last)
+        assert m.total == pytest.approx(reference.conversion(run.envs, app, a, b, start, end, repeatable))
+    people, seconds = reference.time_between(run.envs, app, a, b, start, end)
+    m = analytics.metric(run.client, run.db, app, Metric("t", "avg_time_between", {"event_a": a, "event_b": b}), first, last)
+    assert (m.people, m.total) == (people, pytest.approx(seconds))
+    assert people > 0

@@ -125,7 +125,8 @@ def test_conversion_rate_non_repeatable_counts_people_by_the_day_of_their_first_
     write(client, "events", A_THEN_B)
     write(client, "identities", [ident("a-4", "u4", 1)])
     m = metric_of(client, "conversion_rate", event_a="A", event_b="B")
-    assert m.days == [(DAY, 1 / 3), (date(2026, 1, 2), 1.0), (date(2026, 1, 3), 0)]  # p1 of p1,p2,p3; u4 of u4
+    assert m.days == [(DAY, 1 / 3), (date(2026, 1, 2), 1.0), (date(2026, 1, 3), None)]  # p1 of p1,p2,p3; u4 of u4
+    assert (m.daily_min, m.daily_max) == (1 / 3, 1.0)  # the day without an A has no rate
     assert m.total == pytest.approx(2 / 4) and m.people == 4
 
 

@@ -63,7 +63,8 @@ def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) 
 class MetricResult:
     name: str
     type: str
-    days: list[tuple[date, float]]  # every day of the range, 0 where nothing happened
+    days: list[tuple[date, float | None]]  # every day of the range: 0 for counts where nothing
+                                           # happened, None for ratios with nothing to divide
     daily_max: float
     daily_min: float
     daily_avg: float
@@ -107,6 +108,11 @@ def _time_between(client, database, m, params):
     return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(seconds, people)
 
 
+# Metrics whose daily value is a ratio: a day without a denominator has no value, and is
+# left out of the daily max, min and average.
+RATIO_TYPES = {"avg_times_per_person", "conversion_rate", "avg_time_between"}
+UNITS = {"avg_time_between": "seconds", "conversion_rate": "share"}
+
 _METRICS = {
     "people_did_event": _event_metric, "times_event_happened": _event_metric,
     "avg_times_per_person": _event_metric, "conversion_rate": _conversion, "avg_time_between": _time_between,
@@ -117,8 +123,9 @@ def metric(client, database: str, app: str, m: Metric, first: date, last: date) 
     """A metric's daily series over [first, last] with its daily max/min/avg and people."""
     params = {"app": app, **_bounds(first, last)}
     by_day, people, total = _METRICS[m.type](client, database, m, params)
-    days = [(first + timedelta(days=i), by_day.get(first + timedelta(days=i), 0))
+    empty = None if m.type in RATIO_TYPES else 0
+    days = [(first + timedelta(days=i), by_day.get(first + timedelta(days=i), empty))
             for i in range((last - first).days + 1)]
-    values = [v for _, v in days]
+    values = [v for _, v in days if v is not None] or [0]
     return MetricResult(name=m.name, type=m.type, days=days, daily_max=max(values), daily_min=min(values),
                         daily_avg=sum(values) / len(values), people=people, total=total)

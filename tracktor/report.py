@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from tracktor.analytics import FunnelStep, MetricResult
+from tracktor.analytics import UNITS, FunnelStep, MetricResult
 
 
 def _pct(x: float | None) -> str:
@@ -24,10 +24,13 @@ def _num(x: float) -> str:
 
 
 def metric_table(title: str, m: MetricResult) -> str:
-    lines = [title]
-    peak = max((v for _, v in m.days), default=0) or 1
+    lines = [title + (f" [{UNITS[m.type]}]" if m.type in UNITS else "")]
+    peak = max((v for _, v in m.days if v is not None), default=0) or 1
     for day, value in m.days:
-        lines.append(f"  {day}  {_num(value):>10}  {'#' * round(30 * value / peak)}")
+        if value is None:
+            lines.append(f"  {day}  {'-':>10}")
+        else:
+            lines.append(f"  {day}  {_num(value):>10}  {'#' * round(30 * value / peak)}")
     lines.append(f"  over the range {_num(m.total)};  daily max {_num(m.daily_max)}  min {_num(m.daily_min)}"
                  f"  avg {m.daily_avg:,.2f};  people {m.people:,}")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import make_config, read_topic
 from tracktor import ROOT, envelopes as E, loader, stack
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.integration  # a real broker, real Flink jobs, real chDB
 
 
 def clean_env() -> dict:
@@ -112,3 +112,37 @@ def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka
         assert len(ids) == len(set(ids)), "an event was written twice across the restart"
     finally:
         stop_job(job)
+
+
+def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_path):
+    import json as json_mod
+
+    from tests.test_warehouse import ev, ident
+    from tracktor import warehouse
+    from udfs.rollup import to_row
+
+    cfg = make_config(tmp_path, "cli-report")
+    client = warehouse.connect(cfg.clickhouse["dsn"])
+    warehouse.migrate(client, cfg.clickhouse["database"])
+    steps = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
+    rows = [ev("a-1", steps[0], 0, app="demo-video"), ev("u1", steps[1], 1, app="demo-video"),
+            ev("u2", steps[0], 2, app="demo-video")]
+    warehouse.insert_rows(client, cfg.clickhouse["database"], "events",
+                          [to_row("events", json_mod.dumps(r))[1] for r in rows])
+    warehouse.insert_rows(client, cfg.clickhouse["database"], "identities",
+                          [to_row("identities", json_mod.dumps(ident("a-1", "u1", 1, app="demo-video")))[1]])
+    client.close()  # chDB: one process at a time
+
+    period = ["--app", "demo-video", "--from", "2026-01-01", "--to", "2026-01-01"]
+    out = cli(cfg, "report", "funnel", "video_journey", *period)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2].split()[-1] == "2" and lines[3].split()[3] == "1"  # Site visit 2 people; Free movie view 1 (50.0%)
+    data = json_mod.loads(cli(cfg, "report", "funnel", "video_journey", *period, "--json").stdout)
+    assert [s["people"] for s in data] == [2, 1, 0, 0]
+    drill = cli(cfg, "report", "funnel", "video_journey", *period, "--people", "1", "--dropped")
+    assert "u2" in drill.stdout and "u1" not in drill.stdout
+    metric = json_mod.loads(cli(cfg, "report", "metric", "site_visitors", *period, "--json").stdout)
+    assert metric["people"] == 2 and metric["days"] == [["2026-01-01", 2]]
+    unknown = cli(cfg, "report", "funnel", "nope", *period)
+    assert unknown.returncode == 2 and "has no funnel 'nope'" in unknown.stderr

@@ -60,8 +60,21 @@ def test_the_seeds_three_funnel_cases(client):
     write(client, "events", [ev("p3", s, i) for i, s in enumerate("ABD")])             # stops after B
     steps = analytics.funnel(client, DB, APP, ABCD, DAY, DAY)
     assert [s.people for s in steps] == [3, 3, 2, 2]
-    assert steps[3].persons == ["p1", "p2"]
     assert steps[1].from_previous == 1.0 and steps[2].from_first == pytest.approx(2 / 3)
+    assert [p.person for p in analytics.funnel_people(client, DB, APP, ABCD, DAY, DAY, step=4)] == ["p1", "p2"]
+    assert [p.person for p in analytics.funnel_people(client, DB, APP, ABCD, DAY, DAY, step=2, dropped=True)] == ["p3"]
+
+
+def test_the_drill_down_gives_email_and_last_action(client):
+    write(client, "events", [ev("a-1", "A", 0), ev("u1", "B", 1), ev("u1", "Logout", 9), ev("u2", "A", 3)])
+    write(client, "identities", [ident("a-1", "u1", 1)])
+    write(client, "profiles", [{"app": APP, "person_id": "u1", "properties": {"email": "u1@example.com"},
+                                "version": 1, "ts": BEGINNING, "merged_into": None}])
+    people = analytics.funnel_people(client, DB, APP, ABCD, DAY, DAY, step=1, limit=10)
+    assert [(p.person, p.email, p.last_action) for p in people] == [("u1", "u1@example.com", "Logout"), ("u2", "", "A")]
+    assert len(analytics.funnel_people(client, DB, APP, ABCD, DAY, DAY, step=1, limit=1)) == 1
+    with pytest.raises(ValueError, match="step must be 1..4"):
+        analytics.funnel_people(client, DB, APP, ABCD, DAY, DAY, step=5)
 
 
 def test_events_before_a_merge_count_for_the_merged_person(client):

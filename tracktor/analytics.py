@@ -34,29 +34,59 @@ class FunnelStep:
     people: int
     from_previous: float | None  # share of the previous step's people, None for the first step
     from_first: float | None
-    persons: list[str]
 
 
-def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) -> list[FunnelStep]:
+def _funnel_levels(database: str, f: Funnel, first: date, last: date, app: str) -> tuple[str, dict]:
+    """The per-person level query and its parameters."""
     bounds = _bounds(first, last)
     window_ms = int((f.window_seconds or (bounds["to_ts"] - bounds["from_ts"]).total_seconds()) * 1000)
     sql = query_template("funnel", database).replace(
         "/*STEPS*/", ", ".join(f"event = {{step_{i}:String}}" for i in range(len(f.steps))))
     params = {"app": app, "window_ms": window_ms, "steps": list(f.steps), **bounds,
               **{f"step_{i}": s for i, s in enumerate(f.steps)}}
-    by_level = {lvl: (n, persons) for lvl, n, persons in client.query(sql, parameters=params).result_rows}
-    steps, reached_persons = [], []
+    return sql, params
+
+
+def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) -> list[FunnelStep]:
+    sql, params = _funnel_levels(database, f, first, last, app)
+    rows = client.query(f"SELECT level, count() FROM ({sql}) WHERE level > 0 GROUP BY level", parameters=params).result_rows
+    by_level = dict(rows)
+    steps: list[FunnelStep] = []
     for i, event in enumerate(f.steps):
-        level = i + 1
-        people = sum(n for lvl, (n, _) in by_level.items() if lvl >= level)
-        persons = sorted(p for lvl, (_, ps) in by_level.items() if lvl >= level for p in ps)
+        people = sum(n for lvl, n in by_level.items() if lvl >= i + 1)
         prev = steps[-1].people if steps else None
         steps.append(FunnelStep(
-            event=event, people=people, persons=persons,
+            event=event, people=people,
             from_previous=None if prev is None else (people / prev if prev else 0.0),
             from_first=None if not steps else (people / steps[0].people if steps[0].people else 0.0),
         ))
     return steps
+
+
+@dataclass
+class Person:
+    person: str
+    email: str
+    last_action: str
+    last_seen: datetime
+
+
+def funnel_people(client, database: str, app: str, f: Funnel, first: date, last: date, step: int,
+                  dropped: bool = False, limit: int = 100) -> list[Person]:
+    """The drill-down: people who reached step `step` (1-based), or with `dropped` those who
+    reached it and went no further; at most `limit`, by person id."""
+    if not 1 <= step <= len(f.steps):
+        raise ValueError(f"step must be 1..{len(f.steps)}, got {step}")
+    sql, params = _funnel_levels(database, f, first, last, app)
+    condition = "level = {step:UInt32}" if dropped else "level >= {step:UInt32}"
+    people = [r[0] for r in client.query(
+        f"SELECT person FROM ({sql}) WHERE {condition} ORDER BY person LIMIT {{limit:UInt32}}",
+        parameters={**params, "step": step, "limit": limit}).result_rows]
+    if not people:
+        return []
+    rows = client.query(query_template("people_details", database),
+                        parameters={"app": app, "people": people, **_bounds(first, last)}).result_rows
+    return [Person(*r) for r in rows]
 
 
 @dataclass

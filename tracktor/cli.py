@@ -98,8 +98,14 @@ def cmd_report(args) -> int:
     if args.kind == "funnel":
         if args.name not in app.funnels:
             raise config_mod.ConfigError(f"app {app.sid} has no funnel {args.name!r} (has: {', '.join(app.funnels)})")
-        steps = analytics.funnel(client, db, app.sid, app.funnels[args.name], first, last)
-        print(report.as_json(steps) if args.json else report.funnel_table(f"{app.sid} funnel {args.name}, {first}..{last}", steps))
+        f = app.funnels[args.name]
+        if args.people:
+            people = analytics.funnel_people(client, db, app.sid, f, first, last, args.people, args.dropped, args.limit)
+            print(report.as_json(people) if args.json else report.people_table(
+                f"{app.sid} funnel {args.name}: {'dropped after' if args.dropped else 'reached'} step {args.people}", people))
+        else:
+            steps = analytics.funnel(client, db, app.sid, f, first, last)
+            print(report.as_json(steps) if args.json else report.funnel_table(f"{app.sid} funnel {args.name}, {first}..{last}", steps))
     else:
         if args.name not in app.metrics:
             raise config_mod.ConfigError(f"app {app.sid} has no metric {args.name!r} (has: {', '.join(app.metrics)})")
@@ -163,6 +169,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--range", default="last-7-days", help="today, last-7-days, last-30-days, last-90-days")
     r.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day, YYYY-MM-DD")
     r.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day, YYYY-MM-DD")
+    r.add_argument("--people", type=int, metavar="STEP", help="funnel drill-down: the people who reached STEP (1-based)")
+    r.add_argument("--dropped", action="store_true", help="with --people: those who reached STEP and went no further")
+    r.add_argument("--limit", type=int, default=100, help="with --people: at most this many (default 100)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_report)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from tracktor.analytics import UNITS, FunnelStep, MetricResult
+from tracktor.analytics import UNITS, FunnelStep, MetricResult, Person
 
 
 def _pct(x: float | None) -> str:
@@ -17,6 +17,13 @@ def funnel_table(title: str, steps: list[FunnelStep]) -> str:
     for s in steps:
         lines.append(f"  {s.event:<{width}}  {s.people:>8,}  {_pct(s.from_previous):>9}  {_pct(s.from_first):>10}")
     return "\n".join(lines)
+
+
+def people_table(title: str, people: list[Person]) -> str:
+    lines = [title, f"  {'person':<24}  {'email':<30}  last action"]
+    for p in people:
+        lines.append(f"  {p.person:<24}  {p.email:<30}  {p.last_action} ({p.last_seen:%Y-%m-%d %H:%M})")
+    return "\n".join(lines) if people else title + "\n  (nobody)"
 
 
 def _num(x: float) -> str:

@@ -1,0 +1,99 @@
+"""Query latency on chDB: a 4-step funnel and each metric type over N generated events.
+
+The events are made by SQL (INSERT … SELECT from numbers(); its rate is printed too), with
+10 events per person over 7 days and one person in ten owning a second, merged distinct
+id, so the queries pay for re-attribution through the identities table.
+Baseline: a plain scan of the same events (uniqExact persons of the app's events, no
+re-attribution); each query's time is printed with its ratio to that scan.
+
+    bin/tracktor setup && .venv/bin/python bench/queries.py [--events 1000000 10000000]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tracktor import analytics, warehouse  # noqa: E402
+from tracktor.config import Funnel, Metric  # noqa: E402
+
+DB, APP = "tracktor", "bench"
+STEPS = ("Site visit", "Free movie view", "Registration", "Upgrade to Premium")
+FIRST, LAST = date(2026, 1, 1), date(2026, 1, 7)
+
+
+def fill(client, events: int) -> float:
+    """Insert `events` events and the identities of the merged ids; returns rows/s."""
+    people = max(1, events // 10)
+    t = time.monotonic()
+    client.command(f"""
+        INSERT INTO {DB}.events
+        SELECT '{APP}', toString(number), 'track',
+               ['Site visit', 'Free movie view', 'Registration', 'Upgrade to Premium', 'Other']
+                   [1 + least(intDiv(number, {people}), cityHash64(number) % 5)],
+               if(intDiv(number, {people}) >= 5 AND number % {people} % 10 = 0,
+                  concat('a-', toString(number % {people})), concat('u', toString(number % {people}))),
+               concat('u', toString(number % {people})),
+               toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond((number % {people}) % 518400 + intDiv(number, {people}) * 600),
+               toDateTime64('2026-01-01 00:00:00', 3, 'UTC'), '{{}}'
+        FROM numbers({events})
+        SETTINGS async_insert = 0""")
+    rate = events / (time.monotonic() - t)
+    client.command(f"""
+        INSERT INTO {DB}.identities
+        SELECT '{APP}', concat('a-', toString(number * 10)), concat('u', toString(number * 10)), 1,
+               toDateTime64('2026-01-01 00:00:00', 3, 'UTC'), 'm'
+        FROM numbers({max(1, people // 10)}) SETTINGS async_insert = 0""")
+    client.command(f"OPTIMIZE TABLE {DB}.events FINAL")
+    return rate
+
+
+def timed(fn, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.monotonic()
+        fn()
+        times.append(time.monotonic() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    args = ap.parse_args()
+    metrics = [Metric("people", "people_did_event", {"event": "Site visit"}),
+               Metric("times", "times_event_happened", {"event": "Site visit"}),
+               Metric("avg", "avg_times_per_person", {"event": "Site visit"}),
+               Metric("conv", "conversion_rate", {"event_a": "Registration", "event_b": "Upgrade to Premium"}),
+               Metric("conv-r", "conversion_rate", {"event_a": "Registration", "event_b": "Upgrade to Premium",
+                                                    "repeatable": True}),
+               Metric("wait", "avg_time_between", {"event_a": "Site visit", "event_b": "Upgrade to Premium"})]
+    for n in args.events:
+        path = Path(tempfile.mkdtemp(prefix="bench-queries-"))
+        client = warehouse.connect(f"chdb://{path / 'wh'}")
+        warehouse.migrate(client, DB)
+        rate = fill(client, n)
+        print(f"\n{n:,} events ({n // 10:,} people): INSERT … SELECT {rate:,.0f} rows/s", flush=True)
+        base = timed(lambda: client.query(f"SELECT uniqExact(person_id) FROM {DB}.events WHERE app = {{a:String}}",
+                                          parameters={"a": APP}))
+        print(f"  {'baseline scan (uniqExact persons)':42s} {base:7.3f} s", flush=True)
+        funnel = Funnel("f", STEPS, None)
+        steps = analytics.funnel(client, DB, APP, funnel, FIRST, LAST)
+        t = timed(lambda: analytics.funnel(client, DB, APP, funnel, FIRST, LAST))
+        print(f"  {'4-step funnel (' + ' / '.join(f'{s.people:,}' for s in steps) + ')':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+        for m in metrics:
+            t = timed(lambda: analytics.metric(client, DB, APP, m, FIRST, LAST))
+            print(f"  {'metric ' + m.type + (' repeatable' if m.params.get('repeatable') else ''):42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+        client.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

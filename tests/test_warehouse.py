@@ -168,3 +168,9 @@ def test_average_times_per_person(client):
 def test_every_configured_metric_type_has_an_answer():
     from tracktor.config import METRIC_TYPES
     assert set(METRIC_TYPES) == set(analytics._METRICS)
+
+
+def test_a_funnel_of_32_steps_the_most_windowfunnel_takes(client):
+    names = [f"s{i}" for i in range(32)]
+    write(client, "events", [ev("p1", n, i) for i, n in enumerate(names)] + [ev("p2", n, i) for i, n in enumerate(names[:7])])
+    assert reached(client, Funnel("long", tuple(names), None)) == [2] * 7 + [1] * 25

@@ -36,21 +36,18 @@ class FunnelStep:
     from_first: float | None
 
 
-def _funnel_levels(database: str, f: Funnel, first: date, last: date, app: str) -> tuple[str, dict]:
-    """The per-person level query and its parameters."""
+def _funnel_params(f: Funnel, first: date, last: date, app: str) -> dict:
     bounds = _bounds(first, last)
-    window_ms = int((f.window_seconds or (bounds["to_ts"] - bounds["from_ts"]).total_seconds()) * 1000)
-    sql = query_template("funnel", database).replace(
-        "/*STEPS*/", ", ".join(f"event = {{step_{i}:String}}" for i in range(len(f.steps))))
-    params = {"app": app, "window_ms": window_ms, "steps": list(f.steps), **bounds,
-              **{f"step_{i}": s for i, s in enumerate(f.steps)}}
-    return sql, params
+    window_s = f.window_seconds or (bounds["to_ts"] - bounds["from_ts"]).total_seconds()
+    return {"app": app, "steps": list(f.steps), "window_ms": int(window_s * 1000), **bounds}
+
+
+def _rows(client, database: str, name: str, params: dict) -> list:
+    return client.query(query_template(name, database), parameters=params).result_rows
 
 
 def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) -> list[FunnelStep]:
-    sql, params = _funnel_levels(database, f, first, last, app)
-    rows = client.query(f"SELECT level, count() FROM ({sql}) WHERE level > 0 GROUP BY level", parameters=params).result_rows
-    by_level = dict(rows)
+    by_level = dict(_rows(client, database, "funnel", _funnel_params(f, first, last, app)))
     steps: list[FunnelStep] = []
     for i, event in enumerate(f.steps):
         people = sum(n for lvl, n in by_level.items() if lvl >= i + 1)
@@ -77,15 +74,11 @@ def funnel_people(client, database: str, app: str, f: Funnel, first: date, last:
     reached it and went no further; at most `limit`, by person id."""
     if not 1 <= step <= len(f.steps):
         raise ValueError(f"step must be 1..{len(f.steps)}, got {step}")
-    sql, params = _funnel_levels(database, f, first, last, app)
-    condition = "level = {step:UInt32}" if dropped else "level >= {step:UInt32}"
-    people = [r[0] for r in client.query(
-        f"SELECT person FROM ({sql}) WHERE {condition} ORDER BY person LIMIT {{limit:UInt32}}",
-        parameters={**params, "step": step, "limit": limit}).result_rows]
+    params = {**_funnel_params(f, first, last, app), "step": step, "dropped": dropped, "limit": limit}
+    people = [r[0] for r in _rows(client, database, "funnel_people", params)]
     if not people:
         return []
-    rows = client.query(query_template("people_details", database),
-                        parameters={"app": app, "people": people, **_bounds(first, last)}).result_rows
+    rows = _rows(client, database, "people_details", {"app": app, "people": people, **_bounds(first, last)})
     return [Person(*r) for r in rows]
 
 
@@ -108,9 +101,9 @@ def _ratio(a: float, b: float) -> float:
 
 def _event_metric(client, database, m, params):
     """people_did_event, times_event_happened, avg_times_per_person."""
-    rows = client.query(query_template("metric_daily", database), parameters={**params, "event": m.params["event"]}).result_rows
-    people = client.query(query_template("metric_people", database),
-                          parameters={**params, "event": m.params["event"]}).result_rows[0][0]
+    params = {**params, "event": m.params["event"]}
+    rows = _rows(client, database, "metric_event", params)
+    people = _rows(client, database, "metric_event_people", params)[0][0]
     times = sum(r[2] for r in rows)
     if m.type == "people_did_event":
         return {r[0]: r[1] for r in rows}, people, people
@@ -122,18 +115,18 @@ def _event_metric(client, database, m, params):
 def _conversion(client, database, m, params):
     repeatable = bool(m.params.get("repeatable", False))
     window_ms = int((params["to_ts"] - params["from_ts"]).total_seconds() * 1000)
-    rows = client.query(query_template("metric_conversion", database), parameters={
+    rows = _rows(client, database, "metric_conversion", {
         **params, "event_a": m.params["event_a"], "event_b": m.params["event_b"],
-        "repeatable": repeatable, "window_ms": window_ms}).result_rows
+        "repeatable": repeatable, "window_ms": window_ms})
     a_total, b_total = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    people = a_total if not repeatable else client.query(query_template("metric_people", database), parameters={
-        **params, "event": m.params["event_a"]}).result_rows[0][0]
+    people = a_total if not repeatable else \
+        _rows(client, database, "metric_event_people", {**params, "event": m.params["event_a"]})[0][0]
     return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(b_total, a_total)
 
 
 def _time_between(client, database, m, params):
-    rows = client.query(query_template("metric_time_between", database), parameters={
-        **params, "event_a": m.params["event_a"], "event_b": m.params["event_b"]}).result_rows
+    rows = _rows(client, database, "metric_time_between",
+                 {**params, "event_a": m.params["event_a"], "event_b": m.params["event_b"]})
     people, seconds = sum(r[1] for r in rows), sum(r[2] for r in rows)
     return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(seconds, people)
 

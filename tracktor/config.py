@@ -26,6 +26,7 @@ METRIC_TYPES = {
     "conversion_rate": ("event_a", "event_b"),
     "avg_time_between": ("event_a", "event_b"),
 }
+MAX_FUNNEL_STEPS = 32  # windowFunnel's limit; sql/migrations/0005_analytics_views.sql
 _DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -224,8 +225,8 @@ def _parse_app(r: _Reader, node, where: str) -> App:
         fw = f"{where}.funnels.{name}"
         f = r.mapping(f, fw, required=("steps",), optional=("window",))
         steps = f["steps"]
-        if not isinstance(steps, list) or len(steps) < 2:
-            r.fail(f"{fw}.steps", "expected a list of at least 2 event names")
+        if not isinstance(steps, list) or not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
+            r.fail(f"{fw}.steps", f"expected a list of 2 to {MAX_FUNNEL_STEPS} event names")
         funnels[name] = Funnel(
             name=name,
             steps=tuple(r.string(s, f"{fw}.steps[{k}]") for k, s in enumerate(steps)),

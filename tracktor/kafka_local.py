@@ -89,7 +89,7 @@ class LocalKafka:
         (self.data_dir / "log4j2.xml").write_text(LOG4J2.format(log=self.data_dir / "kafka.log"))
         return path
 
-    def _java(self, main: str, *args: str, **popen) -> list[str]:
+    def _java(self, main: str, *args: str) -> list[str]:
         return [
             "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.xml'}",

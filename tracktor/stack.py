@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +76,6 @@ def stop_embedded(cfg: Config) -> bool:
     except ProcessLookupError:
         _state_file(cfg).unlink(missing_ok=True)
         return False
-    import time
     for _ in range(300):
         try:
             os.kill(state["pid"], 0)

@@ -1,6 +1,7 @@
 """`tracktor` — the one command: `bin/tracktor <command>` (it sets up on first use).
 
   kafka start|stop|status   the embedded single-node broker (background)
+  collector                 the HTTP tracking API (GET /track /set /alias, POST /batch)
   topics                    create Tracktor's topics where missing
   migrate                   create or update the ClickHouse tables
   generate                  write sample tracking calls as JSON lines
@@ -114,6 +115,27 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_collector(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from tracktor import stack
+    from tracktor.collector import Collector
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = _cfg(args)
+    bootstrap = stack.resolve_bootstrap(cfg)
+    stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
+    collector = Collector(cfg, bootstrap, port=args.port).start()
+    print(f"collector at {collector.address} -> {cfg.topics['raw']} on {bootstrap}", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    collector.stop()
+    return 0
+
+
 def cmd_demo(args) -> int:
     from tracktor.demo import run_demo
     return run_demo(_cfg(args), people=args.people, seed=args.seed)
@@ -174,6 +196,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=100, help="with --people: at most this many (default 100)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("collector", help="serve the HTTP tracking API (to tracktor.raw)")
+    c.add_argument("--port", type=int, default=None, help="port (default: collector.port in the config)")
+    c.set_defaults(func=cmd_collector)
 
     d = sub.add_parser("demo", help="the whole pipeline over sample data")
     d.add_argument("--people", type=int, default=2000, help="visitors per app")

@@ -72,6 +72,7 @@ class Config:
     clickhouse: dict
     flink: dict
     identity: dict = field(default_factory=dict)
+    collector: dict = field(default_factory=dict)
     apps: dict[str, App] = field(default_factory=dict)
 
     def app(self, sid: str) -> App:
@@ -153,7 +154,7 @@ def load(path: str | Path | None = None) -> Config:
 def parse(tree: Any, path: Path) -> Config:
     r = _Reader(str(path))
     base = path.parent
-    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir", "identity"))
+    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir", "identity", "collector"))
     data_dir = (base / r.string(top.get("data_dir", ".data"), "data_dir")).resolve()
 
     kafka = r.mapping(top["kafka"], "kafka", required=("bootstrap_servers", "topics"), optional=("partitions",))
@@ -192,6 +193,14 @@ def parse(tree: Any, path: Path) -> Config:
     if identity["anonymous_retention_seconds"] < 1:
         r.fail("identity.anonymous_retention", "must be at least 1s")
 
+    co = r.mapping(top.get("collector") or {}, "collector", optional=("host", "port", "max_body_bytes", "max_batch_calls"))
+    collector = {
+        "host": r.string(co.get("host", "127.0.0.1"), "collector.host"),
+        "port": r.integer(co.get("port", 8080), "collector.port", 0),
+        "max_body_bytes": r.integer(co.get("max_body_bytes", 1024 * 1024), "collector.max_body_bytes"),
+        "max_batch_calls": r.integer(co.get("max_batch_calls", 1000), "collector.max_batch_calls"),
+    }
+
     if not isinstance(top["apps"], list) or not top["apps"]:
         r.fail("apps", "expected a non-empty list of apps")
     apps: dict[str, App] = {}
@@ -204,7 +213,7 @@ def parse(tree: Any, path: Path) -> Config:
     return Config(
         path=path, data_dir=data_dir,
         kafka={"bootstrap_servers": bootstrap, "partitions": partitions},
-        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, identity=identity, apps=apps,
+        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, identity=identity, collector=collector, apps=apps,
     )
 
 

@@ -1,0 +1,126 @@
+"""The collector over real HTTP, in front of the real broker: every endpoint and error."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import jsonschema
+import pytest
+
+from tests.conftest import make_config, read_topic
+from tests.test_schemas import SCHEMAS
+from tracktor import stack
+from tracktor.collector import Collector
+from tracktor.kafka_local import free_port
+from udfs.collector import signature
+
+pytestmark = pytest.mark.integration
+SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
+
+
+@pytest.fixture(scope="module")
+def setup(kafka, tmp_path_factory):
+    cfg = make_config(tmp_path_factory.mktemp("collector"), "col")
+    signed = dataclasses.replace(cfg.apps["demo-video"], sid="signed-app", secret=SECRET, signed_only=True)
+    cfg = dataclasses.replace(cfg, apps={**cfg.apps, "signed-app": signed},
+                              collector={**cfg.collector, "max_body_bytes": 20_000, "max_batch_calls": 50})
+    stack.ensure_topics(kafka, cfg.topics, 2)
+    collector = Collector(cfg, kafka, port=0).start()
+    yield cfg, collector
+    collector.stop()
+
+
+def call(base, path, params=None, body=None):
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    req = urllib.request.Request(url, data=None if body is None else body.encode(),
+                                 headers={"Content-Type": "application/json"} if body is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def raw(kafka, cfg):
+    return [v for _, v in read_topic(kafka, cfg.topics["raw"], timeout_ms=1500)]
+
+
+def test_the_seeds_example_calls_arrive_on_kafka_as_envelopes(setup, kafka):
+    cfg, c = setup
+    base, ts = c.address, "1429186474"
+    assert call(base, "/track", {"sid": "demo-video", "ts": ts, "id": "unicorn", "action": "rated item",
+                                 "data": "{category:'tires',item:'Acme inc R14',rating:5}"}) == (200, {"accepted": 1})
+    # the seed sends a property update and an alias to /track as well
+    assert call(base, "/track", {"sid": "demo-video", "ts": ts, "id": "unicorn", "data": "{billing_plan:'Gold'}"})[0] == 200
+    assert call(base, "/track", {"sid": "demo-video", "ts": ts, "srcid": "a-x123124123", "destid": "unicorn"})[0] == 200
+    assert call(base, "/set", {"sid": "demo-video", "ts": ts, "id": "unicorn", "data": '{"delete_me": null}'})[0] == 200
+    assert call(base, "/alias", {"sid": "demo-video", "ts": ts, "srcid": "a-2", "destid": "unicorn"})[0] == 200
+    envs = raw(kafka, cfg)
+    v = jsonschema.Draft202012Validator(SCHEMAS["tracktor.raw"])
+    for env in envs:
+        v.validate(env)
+    assert [(e["type"], e.get("data")) for e in envs] == [
+        ("track", {"category": "tires", "item": "Acme inc R14", "rating": 5}), ("set", {"billing_plan": "Gold"}),
+        ("alias", None), ("set", {"delete_me": None}), ("alias", None)]
+    assert envs[0]["ts"] == 1429186474000 and envs[0]["app"] == "demo-video"
+    assert len({e["event_id"] for e in envs}) == len(envs)
+
+
+def test_a_batch_is_accepted_whole_or_refused_whole(setup, kafka):
+    cfg, c = setup
+    before = len(raw(kafka, cfg))
+    calls = [{"method": "identify", "ts": 1, "id": "u9", "previous_id": "a-9"},
+             {"method": "track", "ts": 2, "id": "u9", "action": "Site visit", "data": {"page": "/"}},
+             {"method": "setCart", "ts": 3, "id": "u9", "cart": {"totalprice": 3.98, "products": []}}]
+    assert call(c.address, "/batch?sid=demo-shop", body=json.dumps(calls)) == (200, {"accepted": 3})
+    bad = calls + [{"method": "track", "ts": 4, "id": "u9"}]
+    status, body = call(c.address, "/batch?sid=demo-shop", body=json.dumps(bad))
+    assert status == 400 and body["error"] == "call 3: missing parameter 'action'"
+    assert len(raw(kafka, cfg)) == before + 3
+
+
+@pytest.mark.parametrize("path, params, status, reason", [
+    ("/track", {"ts": "1", "id": "u", "action": "x"}, 400, "missing parameter 'sid'"),
+    ("/track", {"sid": "nobody", "ts": "1", "id": "u", "action": "x"}, 401, "unknown sid 'nobody'"),
+    ("/track", {"sid": "demo-video", "id": "u", "action": "x"}, 400, "missing parameter 'ts'"),
+    ("/set", {"sid": "demo-video", "ts": "1", "id": "u", "data": "{oops"}, 400, "'data' is not a JSON object"),
+    ("/track", {"sid": "signed-app", "ts": "1", "id": "5115", "action": "x"}, 403, "accepts only signed data"),
+    ("/track", {"sid": "signed-app", "ts": "1", "id": "5116", "action": "x",
+                "sign": "9622E88BED0B5BC186286CB9504A02E5F3B4207DCA0AB23CA4FBDDFC15627E2F"}, 403, "does not match"),
+    ("/nowhere", {"sid": "demo-video"}, 404, "no such endpoint"),
+])
+def test_errors_name_what_is_wrong(setup, path, params, status, reason):
+    _, c = setup
+    got, body = call(c.address, path, params)
+    assert got == status and reason in body["error"]
+
+
+def test_secure_mode_takes_the_seeds_signature(setup, kafka):
+    cfg, c = setup
+    assert call(c.address, "/track", {"sid": "signed-app", "ts": "1", "id": "5115", "action": "x",
+                                      "sign": signature(SECRET, "5115").lower()})[0] == 200
+    assert any(e["app"] == "signed-app" for e in raw(kafka, cfg))
+
+
+def test_oversized_requests_get_413(setup):
+    _, c = setup
+    assert call(c.address, "/batch?sid=demo-video", body=json.dumps([{"method": "track", "x": "y" * 30_000}]))[0] == 413
+    many = [{"method": "track", "ts": 1, "id": "u", "action": "x"}] * 51
+    assert call(c.address, "/batch?sid=demo-video", body=json.dumps(many))[0] == 413
+    assert call(c.address, "/track", {"sid": "demo-video", "ts": "1", "id": "u", "action": "x" * 20_000})[0] == 413
+
+
+def test_while_kafka_is_unreachable_the_answer_is_503_so_clients_retry(setup):
+    cfg, _ = setup
+    down = Collector(cfg, f"127.0.0.1:{free_port()}", port=0, kafka_timeout_s=1.0).start()
+    try:
+        t = time.monotonic()
+        status, body = call(down.address, "/track", {"sid": "demo-video", "ts": "1", "id": "u", "action": "x"})
+        assert status == 503 and "retry" in body["error"]
+        assert time.monotonic() - t < 10
+    finally:
+        down.stop()

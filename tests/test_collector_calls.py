@@ -1,6 +1,7 @@
 """udfs.collector without HTTP: parameters, JavaScript-style data, signatures, envelopes."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jsonschema
@@ -91,3 +92,13 @@ def test_a_signed_only_app_refuses_unsigned_or_wrongly_signed_calls():
     assert envelope("alias", {"ts": "1", "srcid": "a-1", "destid": "5115", "destsign": good}, SIGNED, NOW)
     # an open app takes unsigned calls
     assert json.dumps(envelope("track", {"ts": "1", "id": "5115", "action": "x"}, OPEN, NOW))
+
+
+def test_every_generated_envelope_round_trips_through_a_collector_call():
+    from tracktor.envelopes import to_call
+    from tracktor.sample_data import Generator
+    apps = {"demo-video": dataclasses.replace(OPEN, sid="demo-video"), "demo-shop": dataclasses.replace(OPEN, sid="demo-shop")}
+    for env in Generator(seed=4, people=100):
+        call = to_call(env)
+        got = envelope(call.pop("method"), call, apps[env["app"]], env["received_at"])
+        assert {**got, "event_id": env["event_id"]} == env

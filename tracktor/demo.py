@@ -1,4 +1,5 @@
-"""The quick-start demo: sample data through Kafka, both Flink jobs, answers from ClickHouse.
+"""The quick-start demo: sample data through the HTTP collector into Kafka, both Flink jobs,
+answers from ClickHouse.
 
 It works in .data/demo (wiped each run): its own broker when the config says 'embedded'
 (stopped at the end), its own chDB warehouse and checkpoints, so it never touches the data
@@ -12,6 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from tracktor import analytics, loader, report, stack, warehouse
+from tracktor.collector import Collector
 from tracktor.config import Config
 from tracktor.progress import step
 from tracktor.sample_data import DAY_MS, Generator
@@ -43,11 +45,15 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
         stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
         timings["kafka start"] = time.monotonic() - t
 
-        step(f"sending sample data: {people:,} visitors per app, seed {seed}, last 7 days")
+        step(f"sending sample data through the HTTP collector: {people:,} visitors per app, seed {seed}, last 7 days")
         t = time.monotonic()
         gen = Generator(seed=seed, people=people, apps={"demo-video": "video", "demo-shop": "shop"},
                         start_ms=int(start.timestamp() * 1000), days=6)
-        sent = loader.send(bootstrap, cfg.topics["raw"], gen, label="tracking calls sent")
+        collector = Collector(cfg, bootstrap, port=0).start()
+        try:
+            sent = loader.post_batches(collector.address, gen, label=f"tracking calls posted to {collector.address}/batch")
+        finally:
+            collector.stop()
         timings["send"] = time.monotonic() - t
 
         for name, job in (("identity_merge", identity_merge), ("metric_rollup", metric_rollup)):

@@ -41,3 +41,18 @@ def kafka_key(env: dict) -> str:
     (keyed by app) sees them in the order the collector accepted them, whatever its
     parallelism (docs/identity.md)."""
     return env["app"]
+
+
+CART_METHODS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
+_CALL_FIELDS = ("id", "action", "data", "previous_id", "srcid", "destid")
+
+
+def to_call(env: dict) -> dict:
+    """The collector's /batch call that produces this envelope (event id and receive time
+    are the collector's to give)."""
+    method = CART_METHODS[env["cart_action"]] if env["type"] == "cart" else env["type"]
+    call = {"method": method, "sid": env["app"], "ts": env["ts"]}
+    call.update({k: env[k] for k in _CALL_FIELDS if k in env})
+    if env["type"] == "cart":
+        call["cart"] = call.pop("data")
+    return call

@@ -38,3 +38,39 @@ def send(bootstrap_servers: str, topic: str, envelopes: Iterable[dict], total: i
         prod.close()
     progress.finish()
     return progress.done
+
+
+def post_batches(collector_url: str, envelopes: Iterable[dict], total: int | None = None,
+                 batch_size: int = 500, label: str = "sent") -> int:
+    """Send envelopes as /batch calls to a collector over HTTP (one keep-alive connection)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from tracktor.envelopes import to_call
+
+    url = urlsplit(collector_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    progress = Progress(label, total)
+
+    def post(batch):
+        conn.request("POST", "/batch", body=json.dumps(batch, separators=(",", ":")),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the collector answered {response.status}: {body[:500]!r}")
+        progress.advance(len(batch))
+
+    batch = []
+    try:
+        for env in envelopes:
+            batch.append(to_call(env))
+            if len(batch) >= batch_size:
+                post(batch)
+                batch = []
+        if batch:
+            post(batch)
+    finally:
+        conn.close()
+    progress.finish()
+    return progress.done

@@ -9,8 +9,6 @@ udfs/identity.py; this file wires Kafka, state and the Python function together.
 """
 from __future__ import annotations
 
-import time
-
 import orjson
 from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
@@ -19,15 +17,11 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 from tracktor import config as config_mod
 from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.cli import job_main
-from udfs.envelope import BadRecord, is_anonymous, parse_raw
+from udfs.envelope import BadRecord, dead_letter, is_anonymous, parse_raw
 from udfs.identity import JOB, IdentityMerger
 from udfs.state import CachedStore, SplitStore
 
 OUTPUT_ROLES = ("events", "identities", "profiles", "dead_letter")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class JsonMapState:
@@ -83,8 +77,7 @@ class IdentityMergeFunction(KeyedProcessFunction):
                 raise BadRecord(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
             outputs = self.merger_for(app).process(env)
         except BadRecord as e:
-            outputs = [("dead_letter", JOB, {"job": JOB, "topic": self.topics["raw"], "reason": str(e),
-                                              "record": (text or "")[:10000], "failed_at": now_ms()})]
+            outputs = [("dead_letter", JOB, dead_letter(JOB, self.topics["raw"], str(e), text))]
         for role, key, record in outputs:
             yield Row(self.topics[role], key, orjson.dumps(record).decode())
 

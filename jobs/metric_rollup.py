@@ -10,7 +10,6 @@ leaves no duplicate.
 from __future__ import annotations
 
 import json
-import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction
@@ -19,7 +18,7 @@ from tracktor import config as config_mod
 from tracktor import warehouse
 from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.cli import job_main
-from udfs.envelope import BadRecord
+from udfs.envelope import BadRecord, dead_letter
 from udfs.rollup import TABLE_OF_ROLE, Batcher, to_row
 
 JOB = "metric_rollup"
@@ -44,9 +43,7 @@ class WarehouseWriter(ProcessFunction):
             table, row = to_row(role, text)
             self.batcher.add(table, row)
         except BadRecord as e:
-            yield Row(self.topics["dead_letter"], JOB, json.dumps({
-                "job": JOB, "topic": self.topics[role], "reason": str(e), "record": (text or "")[:10000],
-                "failed_at": int(time.time() * 1000)}))
+            yield Row(self.topics["dead_letter"], JOB, json.dumps(dead_letter(JOB, self.topics[role], str(e), text)))
         if self.batcher.due():
             self.flush()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-CART_EVENTS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
+from udfs.envelope import CART_METHODS
 
 
 def persons(envs) -> dict[tuple[str, str], str]:
@@ -39,7 +39,7 @@ def events(envs):
         if env["type"] == "track":
             yield env["app"], env["action"], env["id"], env["ts"]
         elif env["type"] == "cart":
-            yield env["app"], CART_EVENTS[env["cart_action"]], env["id"], env["ts"]
+            yield env["app"], CART_METHODS[env["cart_action"]], env["id"], env["ts"]
 
 
 def funnel(envs, app: str, steps: list[str], from_ms: int, to_ms: int, window_ms: int) -> list[int]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import uuid
 
+from udfs.envelope import CART_METHODS
+
 
 def _envelope(kind: str, app: str, ts: int, event_id: str | None, received_at: int | None, **fields) -> dict:
     env = {
@@ -43,7 +45,6 @@ def kafka_key(env: dict) -> str:
     return env["app"]
 
 
-CART_METHODS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
 _CALL_FIELDS = ("id", "action", "data", "previous_id", "srcid", "destid")
 
 

@@ -20,7 +20,6 @@ LAST = ["Johnson", "Smith", "Garcia", "Chen", "Müller", "Rossi", "Kim", "Novak"
 COMPANIES = [None, "Acme Inc", {"id": "c-42", "name": "Globex"}, "Initech", "Umbrella"]
 PRODUCTS = [("Marshmallows 1kg pack", 1.99), ("Zephir 1kg pack", 1.99), ("Acme inc R14", 54.0),
             ("HD headphones", 89.5), ("Tea sampler", 12.25)]
-VIDEO_STEPS = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
 
 
 def anonymous_id(rng: random.Random) -> str:

@@ -12,8 +12,9 @@ import json
 import re
 import uuid
 
-MAX_ID_LENGTH = 256
-CART_METHODS = {"setCart": "set", "cancelCart": "cancel", "purchaseCart": "purchase"}
+from udfs.envelope import CART_METHODS, MAX_ACTION_LENGTH, MAX_ID_LENGTH
+
+CART_ACTION_OF = {method: action for action, method in CART_METHODS.items()}  # setCart -> set
 
 
 class CallError(Exception):
@@ -155,8 +156,8 @@ def envelope(method: str, params: dict, app, received_at_ms: int) -> dict:
     signed(distinct_id, "sign")
     if method == "track":
         action = _get(params, "action")
-        if len(action) > 256:
-            raise CallError(400, "parameter 'action' is longer than 256 characters")
+        if len(action) > MAX_ACTION_LENGTH:
+            raise CallError(400, f"parameter 'action' is longer than {MAX_ACTION_LENGTH} characters")
         return {**base, "type": "track", "id": distinct_id, "action": action, "data": _data(params, False) or {}}
     if method == "set":
         return {**base, "type": "set", "id": distinct_id, "data": _data(params, True)}
@@ -166,8 +167,8 @@ def envelope(method: str, params: dict, app, received_at_ms: int) -> dict:
         if previous:
             env["previous_id"] = _identity(params, "previous_id")
         return env
-    if method in CART_METHODS:
+    if method in CART_ACTION_OF:
         cart = params.get("cart", params.get("data"))
-        return {**base, "type": "cart", "id": distinct_id, "cart_action": CART_METHODS[method],
+        return {**base, "type": "cart", "id": distinct_id, "cart_action": CART_ACTION_OF[method],
                 "data": _data({"data": cart}, True)}
     raise CallError(400, f"unknown method {method!r}")

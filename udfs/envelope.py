@@ -7,11 +7,17 @@ tests/test_schemas.py keeps the two in step.
 from __future__ import annotations
 
 import re
+import time
 
 import orjson
 
 ANONYMOUS_PREFIX = "a-"
 MAX_ID_LENGTH = 256
+MAX_ACTION_LENGTH = 256
+MAX_DEAD_LETTER_RECORD = 10_000  # characters of a rejected record kept on the dead-letter topic
+# cart_action -> the JavaScript method, which is also the name of the resolved event
+CART_METHODS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
+CART_ACTIONS = tuple(CART_METHODS)
 _APP = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _REQUIRED = {
     "track": ("id", "action"),
@@ -21,11 +27,16 @@ _REQUIRED = {
     "cart": ("id", "cart_action", "data"),
 }
 _ID_FIELDS = ("id", "previous_id", "srcid", "destid")
-CART_ACTIONS = ("set", "cancel", "purchase")
 
 
 class BadRecord(ValueError):
     """A record a job cannot use; the message is the reason sent to the dead-letter topic."""
+
+
+def dead_letter(job: str, topic: str, reason: str, record: str, failed_at: int | None = None) -> dict:
+    """A tracktor.deadletter record; `failed_at` defaults to now (ms since the epoch)."""
+    return {"job": job, "topic": topic, "reason": reason, "record": (record or "")[:MAX_DEAD_LETTER_RECORD],
+            "failed_at": int(time.time() * 1000) if failed_at is None else failed_at}
 
 
 def is_anonymous(distinct_id: str) -> bool:
@@ -65,8 +76,9 @@ def parse_raw(text: str | bytes) -> dict:
             value = env[key]
             if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
                 raise BadRecord(f"{key} must be a string of 1-{MAX_ID_LENGTH} characters")
-    if "action" in env and (not isinstance(env["action"], str) or not env["action"] or len(env["action"]) > 256):
-        raise BadRecord("action must be a string of 1-256 characters")
+    action = env.get("action")
+    if "action" in env and (not isinstance(action, str) or not action or len(action) > MAX_ACTION_LENGTH):
+        raise BadRecord(f"action must be a string of 1-{MAX_ACTION_LENGTH} characters")
     if "data" in env and not isinstance(env["data"], dict):
         raise BadRecord("data must be a JSON object")
     if kind == "cart" and env["cart_action"] not in CART_ACTIONS:

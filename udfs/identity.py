@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 
-from udfs.envelope import is_anonymous
+from udfs.envelope import CART_METHODS, dead_letter, is_anonymous
 
 PREDEFINED_STRING_PROPERTIES = ("email", "first_name", "last_name", "profile_image")
-CART_EVENTS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
 JOB = "identity_merge"
 
 
@@ -107,7 +106,7 @@ class IdentityMerger:
         app, did = env["app"], env["id"]
         person = self.canonical(did)
         if env["type"] == "cart":
-            kind, name = "cart", CART_EVENTS[env["cart_action"]]
+            kind, name = "cart", CART_METHODS[env["cart_action"]]
         else:
             kind, name = "track", env["action"]
         record = {
@@ -186,8 +185,5 @@ class IdentityMerger:
         })
 
     def _dead_letter(self, env: dict, reason: str, rejected: dict):
-        return ("dead_letter", JOB, {
-            "job": JOB, "topic": self.source_topic, "reason": reason,
-            "record": json.dumps({**env, "data": rejected}, sort_keys=True),
-            "failed_at": env["received_at"],
-        })
+        record = json.dumps({**env, "data": rejected}, sort_keys=True)
+        return ("dead_letter", JOB, dead_letter(JOB, self.source_topic, reason, record, env["received_at"]))

@@ -68,12 +68,8 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
     db = cfg.clickhouse["database"]
     first, last = analytics.date_range("last-7-days", today=today)
     for app in cfg.apps.values():
-        counts = client.query(
-            f"SELECT (SELECT count() FROM {db}.events FINAL WHERE app = {{app:String}}),"
-            f" (SELECT uniqExact(person) FROM {db}.person_events(app = {{app:String}},"
-            f"  from_ts = {{f:DateTime64(3, 'UTC')}}, to_ts = {{t:DateTime64(3, 'UTC')}}))",
-            parameters={"app": app.sid, "f": start - timedelta(days=1), "t": start + timedelta(days=9)},
-        ).result_rows[0]
+        counts = client.query(warehouse.query_template("app_summary", db), parameters={
+            "app": app.sid, "from_ts": start - timedelta(days=1), "to_ts": start + timedelta(days=9)}).result_rows[0]
         print(f"\n{app.name} ({app.sid}): {counts[0]:,} events from {counts[1]:,} people after identity merges\n")
         for f in app.funnels.values():
             steps = analytics.funnel(client, db, app.sid, f, first, last)

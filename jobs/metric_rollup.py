@@ -1,4 +1,4 @@
-"""metric_rollup: tracktor.events, .derived, .identities, .profiles -> ClickHouse tables.
+"""metric_rollup: tracktor.events, .derived, .identities, .profiles, .segments -> ClickHouse.
 
 Rows are written in batches (every 10k rows or second, and at the end of a bounded run) by
 one writer, since in embedded mode a single process owns the chDB warehouse. The tables
@@ -19,7 +19,7 @@ from tracktor import warehouse
 from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter
-from udfs.rollup import TABLE_OF_ROLE, Batcher, to_row
+from udfs.rollup import ROLES, Batcher, to_rows
 
 JOB = "metric_rollup"
 
@@ -40,8 +40,8 @@ class WarehouseWriter(ProcessFunction):
     def process_element(self, value, ctx):
         role, text = value[0], value[1]
         try:
-            table, row = to_row(role, text)
-            self.batcher.add(table, row)
+            for table, row in to_rows(role, text):
+                self.batcher.add(table, row)
         except BadRecord as e:
             yield Row(self.topics["dead_letter"], JOB, json.dumps(dead_letter(JOB, self.topics[role], str(e), text)))
         if self.batcher.due():
@@ -60,7 +60,7 @@ class WarehouseWriter(ProcessFunction):
 
 def build(env, t_env, bootstrap_servers: str, topics: dict, clickhouse: dict, bounded: bool):
     streams = []
-    for role in TABLE_OF_ROLE:
+    for role in ROLES:
         ds = kafka_rows(t_env, f"{role}_in", bootstrap_servers, topics[role], f"tracktor-metric-rollup-{role}", bounded)
         streams.append(ds.map(lambda r, role=role: Row(role, r[1]),
                               output_type=Types.ROW([Types.STRING(), Types.STRING()])))

@@ -108,3 +108,67 @@ def time_between(envs, app, a, b, from_ms, to_ms) -> tuple[int, float]:
             if after:
                 waits.append((after[0] - a_times[0]) / 1000)
     return len(waits), (sum(waits) / len(waits) if waits else 0.0)
+
+
+PREDEFINED_STRINGS = ("email", "first_name", "last_name", "profile_image")
+
+
+def property_sets(envs, app: str, until_ms: int):
+    """(person, key, value, ts, event_id) of every property set before `until_ms`; a
+    predefined property that is not a string is rejected, as identity_merge does."""
+    who = persons(envs)
+    for env in envs:
+        if env["app"] == app and env["type"] == "set" and env["ts"] < until_ms:
+            for key, value in env["data"].items():
+                if key in PREDEFINED_STRINGS and value is not None and not isinstance(value, str):
+                    continue
+                yield who[(app, env["id"])], key, value, env["ts"], env["event_id"]
+
+
+def profiles_at(envs, app: str, until_ms: int) -> dict[str, dict]:
+    """Each person's properties as of `until_ms`: the latest (ts, event_id) set per key wins."""
+    latest: dict[tuple[str, str], tuple] = {}
+    for person, key, value, ts, eid in property_sets(envs, app, until_ms):
+        if (person, key) not in latest or (ts, eid) > latest[(person, key)][1:]:
+            latest[(person, key)] = (value, ts, eid)
+    out: dict[str, dict] = defaultdict(dict)
+    for (person, key), (value, _, _) in latest.items():
+        if value is not None:
+            out[person][key] = value
+    return out
+
+
+def _number(v):
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def meets(props: dict, criteria) -> bool:
+    for c in criteria:
+        here = props.get(c.property)
+        a, b = _number(here), _number(c.value)
+        same = here is not None and (here == c.value if a is None or b is None else a == b)
+        ok = {"set": here is not None, "not_set": here is None, "eq": same, "ne": not same,
+              "gt": a is not None and b is not None and a > b, "gte": a is not None and b is not None and a >= b,
+              "lt": a is not None and b is not None and a < b, "lte": a is not None and b is not None and a <= b}[c.op]
+        if not ok:
+            return False
+    return True
+
+
+def property_total(envs, app: str, prop: str, criteria, until_ms: int) -> tuple[float, int]:
+    """(total of `prop` over people meeting `criteria`, how many people) as of `until_ms`."""
+    values = [_number(p.get(prop)) for p in profiles_at(envs, app, until_ms).values() if meets(p, criteria)]
+    values = [v for v in values if v is not None]
+    return sum(values), len(values)
+
+
+def property_divisor(envs, app: str, prop: str, divide_by: str, event: str | None, until_ms: int) -> int:
+    """People seen, people who did `event`, or times `prop` was set to a value, before `until_ms`."""
+    who = persons(envs)
+    if divide_by == "sets":
+        return sum(1 for _, key, value, _, _ in property_sets(envs, app, until_ms) if key == prop and value is not None)
+    seen = {who[(a, did)] for a, name, did, ts in events(envs)
+            if a == app and ts < until_ms and (divide_by == "people" or name == event)}
+    if divide_by == "people":
+        seen |= {person for person, *_ in property_sets(envs, app, until_ms)}
+    return len(seen)

@@ -115,11 +115,8 @@ def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka
 
 
 def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_path):
-    import json as json_mod
-
-    from tests.test_warehouse import ev, ident
+    from tests.test_warehouse import ev, ident, write
     from tracktor import warehouse
-    from udfs.rollup import to_row
 
     cfg = make_config(tmp_path, "cli-report")
     client = warehouse.connect(cfg.clickhouse["dsn"])
@@ -127,10 +124,8 @@ def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_pa
     steps = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
     rows = [ev("a-1", steps[0], 0, app="demo-video"), ev("u1", steps[1], 1, app="demo-video"),
             ev("u2", steps[0], 2, app="demo-video")]
-    warehouse.insert_rows(client, cfg.clickhouse["database"], "events",
-                          [to_row("events", json_mod.dumps(r))[1] for r in rows])
-    warehouse.insert_rows(client, cfg.clickhouse["database"], "identities",
-                          [to_row("identities", json_mod.dumps(ident("a-1", "u1", 1, app="demo-video")))[1]])
+    write(client, "events", rows, cfg.clickhouse["database"])
+    write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], cfg.clickhouse["database"])
     client.close()  # chDB: one process at a time
 
     period = ["--app", "demo-video", "--from", "2026-01-01", "--to", "2026-01-01"]

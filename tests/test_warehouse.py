@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import BEGINNING, ONE_MINUTE
 from tracktor import analytics, warehouse
-from tracktor.config import Funnel, Metric
-from udfs.rollup import to_row
+from tracktor.config import Criterion, Funnel, Metric
+from udfs.rollup import to_rows
 
 DB = "tracktor"
 APP = "app1"
@@ -25,13 +25,14 @@ def client(tmp_path):
     c.close()
 
 
-def write(client, role, records):
+def write(client, role, records, db=DB):
+    """Topic records into the warehouse the way metric_rollup writes them."""
     rows = {}
     for rec in records:
-        table, row = to_row(role, json.dumps(rec))
-        rows.setdefault(table, []).append(row)
+        for table, row in to_rows(role, json.dumps(rec)):
+            rows.setdefault(table, []).append(row)
     for table, batch in rows.items():
-        warehouse.insert_rows(client, DB, table, batch)
+        warehouse.insert_rows(client, db, table, batch)
 
 
 def ev(distinct_id, event, minute, app=APP, eid=None):
@@ -174,3 +175,97 @@ def test_a_funnel_of_32_steps_the_most_windowfunnel_takes(client):
     names = [f"s{i}" for i in range(32)]
     write(client, "events", [ev("p1", n, i) for i, n in enumerate(names)] + [ev("p2", n, i) for i, n in enumerate(names[:7])])
     assert reached(client, Funnel("long", tuple(names), None)) == [2] * 7 + [1] * 25
+
+
+def props(distinct_id, minute, values, eid=None):
+    """A setProperties call as identity_merge puts it on tracktor.events."""
+    return {"event_id": eid or f"set-{distinct_id}-{minute}", "app": APP, "kind": "set", "event": "$set",
+            "distinct_id": distinct_id, "person_id": distinct_id, "ts": BEGINNING + minute * ONE_MINUTE,
+            "received_at": BEGINNING + minute * ONE_MINUTE, "data": values}
+
+
+D2, D3 = date(2026, 1, 2), date(2026, 1, 3)
+DAYS = 24 * 60
+PROFILES = [
+    props("p1", 0, {"spent": 10, "plan": "gold"}),
+    props("p1", DAYS + 5, {"spent": 30}),                      # day 2: p1 now 30
+    props("p2", 1, {"spent": 5, "plan": "free"}),
+    props("p2", DAYS * 2 + 1, {"spent": None}),                # day 3: deleted
+    props("p3", 2, {"spent": "lots", "plan": "gold"}),          # not a number: not counted
+    props("a-4", 3, {"spent": 100, "plan": "gold"}),            # merged into u4 below
+    props("u4", 4, {"spent": 1}),                              # later than a-4's: wins after the merge
+]
+
+
+def test_property_total_follows_each_days_latest_values_over_merged_persons(client):
+    write(client, "events", PROFILES)
+    write(client, "identities", [ident("a-4", "u4", 1)])
+    m = metric_of(client, "total_property_value", property="spent")
+    assert m.days == [(DAY, 10 + 5 + 1), (D2, 30 + 5 + 1), (D3, 30 + 1)]
+    assert (m.total, m.people, m.daily_max, m.daily_min) == (31, 2, 36, 16)
+
+
+def test_property_total_counts_only_people_meeting_the_criteria(client):
+    write(client, "events", PROFILES)
+    write(client, "identities", [ident("a-4", "u4", 1)])
+    gold = (Criterion("plan", "eq", "gold"),)
+    assert [v for _, v in metric_of(client, "total_property_value", property="spent", criteria=gold).days] == [11, 31, 31]
+    rich = (Criterion("spent", "gte", 10), Criterion("plan", "ne", "free"))
+    assert [v for _, v in metric_of(client, "total_property_value", property="spent", criteria=rich).days] == [10, 30, 30]
+    no_plan = (Criterion("plan", "not_set"),)
+    assert [v for _, v in metric_of(client, "total_property_value", property="spent", criteria=no_plan).days] == [0, 0, 0]
+
+
+def test_property_average_by_people_event_people_and_times_set(client):
+    write(client, "events", PROFILES + [ev("p1", "Buy", 0), ev("u4", "Buy", DAYS), ev("p9", "Visit", 0)])
+    write(client, "identities", [ident("a-4", "u4", 1)])
+
+    def avg(**kw):
+        return [v for _, v in metric_of(client, "average_property_value", property="spent", **kw).days]
+    # people seen by each day's end: p1, p2, p3, u4 (a-4 merged), p9
+    assert avg(divide_by="people") == [16 / 5, 36 / 5, 31 / 5]
+    assert avg(divide_by="event_people", event="Buy") == [16 / 1, 36 / 2, 31 / 2]
+    # numeric or not, every set of a value counts; the deletion does not
+    assert avg(divide_by="sets") == [16 / 5, 36 / 6, 31 / 6]
+
+
+def test_funnel_filters_on_step_data_and_person_properties(client):
+    def data_ev(did, name, minute, **data):
+        return {**ev(did, name, minute), "data": data}
+    write(client, "events", [data_ev("p1", "A", 0, page="/"), data_ev("p1", "B", 1, price=20),
+                             data_ev("p2", "A", 0, page="/"), data_ev("p2", "B", 1, price=5),
+                             data_ev("p3", "A", 0, page="/blog"), data_ev("p3", "B", 1, price=50)])
+    write(client, "profiles", [{"app": APP, "person_id": "p2", "properties": {"plan": "gold"}, "version": 1,
+                                "ts": BEGINNING, "merged_into": None}])
+    home = (Criterion("page", "eq", "/"),)
+    assert reached(client, Funnel("f", ("A", "B"), step_filters=(home, ()))) == [2, 2]
+    assert reached(client, Funnel("f", ("A", "B"), step_filters=(home, (Criterion("price", "gt", 10),)))) == [2, 1]
+    assert reached(client, Funnel("f", ("A", "B"), people_filter=(Criterion("plan", "eq", "gold"),))) == [1, 1]
+    assert reached(client, Funnel("f", ("A", "B"), people_filter=(Criterion("plan", "not_set"),))) == [2, 2]
+    f = Funnel("f", ("A", "B"), step_filters=((), (Criterion("price", "lt", 30),)))
+    assert [p.person for p in analytics.funnel_people(client, DB, APP, f, DAY, DAY, step=1, dropped=True)] == ["p3"]
+
+
+def test_segment_membership_is_the_latest_change(client):
+    def change(person, what, version):
+        return {"app": APP, "segment": "vip", "person_id": person, "change": what, "ts": BEGINNING + version, "version": version}
+    write(client, "segments", [change("p1", "entered", 1), change("p2", "entered", 2), change("p1", "exited", 3),
+                               change("p3", "entered", 4)])
+    rows = client.query(f"SELECT person_id FROM {DB}.segment_members(app = {{app:String}}, segment = 'vip') ORDER BY person_id",
+                        parameters={"app": APP}).result_rows
+    assert [r[0] for r in rows] == ["p2", "p3"]
+
+
+def test_the_daily_rollup_survives_replays_and_matches_the_raw_events(client):
+    batch = [ev("p1", "A", 0), ev("p1", "A", 5), ev("p2", "A", DAYS), ev("a-3", "A", DAYS + 1)]
+    write(client, "events", batch)
+    write(client, "events", batch[1:])  # replayed, in another batch shape
+    write(client, "identities", [ident("a-3", "p2", 1)])
+    rolled = client.query(
+        f"SELECT day, people, times FROM {DB}.metric_event_daily(app = {{app:String}}, event = 'A',"
+        f" from_ts = '2026-01-01 00:00:00', to_ts = '2026-01-03 00:00:00') ORDER BY day", parameters={"app": APP}).result_rows
+    raw = client.query(
+        f"SELECT toDate(ts) AS day, uniqExact(person), count() FROM {DB}.person_events(app = {{app:String}},"
+        f" from_ts = '2026-01-01 00:00:00', to_ts = '2026-01-03 00:00:00') WHERE event = 'A' GROUP BY day ORDER BY day",
+        parameters={"app": APP}).result_rows
+    assert rolled == raw == [(DAY, 1, 2), (D2, 1, 2)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from tracktor.config import Funnel, Metric
+from tracktor.config import Criterion, Funnel, Metric
 from tracktor.warehouse import query_template
+from udfs.rollup import json_text
 
 PREDEFINED_RANGES = {"today": 1, "last-7-days": 7, "last-30-days": 30, "last-90-days": 90}
 
@@ -36,10 +37,22 @@ class FunnelStep:
     from_first: float | None
 
 
+def criteria_arrays(criteria: tuple[Criterion, ...]) -> tuple[list[str], list[str], list[str]]:
+    """Criteria as the parallel arrays the SQL takes: keys, operators, JSON values (in the
+    JSON text metric_rollup stores)."""
+    return ([c.property for c in criteria], [c.op for c in criteria],
+            [json_text(c.value) for c in criteria])
+
+
 def _funnel_params(f: Funnel, first: date, last: date, app: str) -> dict:
     bounds = _bounds(first, last)
     window_s = f.window_seconds or (bounds["to_ts"] - bounds["from_ts"]).total_seconds()
-    return {"app": app, "steps": list(f.steps), "window_ms": int(window_s * 1000), **bounds}
+    steps = [criteria_arrays(c) for c in f.step_filters]
+    person = criteria_arrays(f.people_filter)
+    return {"app": app, "steps": list(f.steps), "window_ms": int(window_s * 1000), **bounds,
+            "step_keys": [k for k, _, _ in steps], "step_ops": [o for _, o, _ in steps],
+            "step_values": [v for _, _, v in steps],
+            "person_keys": person[0], "person_ops": person[1], "person_values": person[2]}
 
 
 def _rows(client, database: str, name: str, params: dict) -> list:
@@ -91,8 +104,10 @@ class MetricResult:
     daily_max: float
     daily_min: float
     daily_avg: float
-    people: int       # distinct people the metric counts over the whole range
-    total: float      # the metric over the whole range (not the sum of the days for ratios)
+    people: int       # distinct people the metric counts over the whole range (property
+                      # metrics: the people with a numeric value counted on the last day)
+    total: float      # the metric over the whole range (not the sum of the days for ratios;
+                      # property metrics: the last day's value)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -131,14 +146,38 @@ def _time_between(client, database, m, params):
     return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(seconds, people)
 
 
+def _property_total(client, database, m, params):
+    """total_property_value: the daily total as of each day's end; the range's total and
+    people are the last day's."""
+    keys, ops, values = criteria_arrays(m.params.get("criteria", ()))
+    rows = _rows(client, database, "metric_property_total", {
+        **params, "property": m.params["property"], "crit_keys": keys, "crit_ops": ops, "crit_values": values})
+    by_day = {r[0]: r[1] for r in rows}
+    last = rows[-1] if rows and rows[-1][0] == params["to_ts"].date() - timedelta(days=1) else None
+    return by_day, (last[2] if last else 0), (last[1] if last else 0.0)
+
+
+def _property_average(client, database, m, params):
+    """average_property_value: the daily total divided by the chosen divisor at that day's end."""
+    total = Metric(m.name, "total_property_value", {"property": m.params["property"]})
+    totals, people, _ = _property_total(client, database, total, params)
+    divisors = dict(_rows(client, database, "metric_property_divisor", {
+        **params, "property": m.params["property"], "divide_by": m.params["divide_by"],
+        "event": m.params.get("event", "")}))
+    by_day = {d: _ratio(totals.get(d, 0.0), n) for d, n in divisors.items() if n}
+    last_day = params["to_ts"].date() - timedelta(days=1)
+    return by_day, people, by_day.get(last_day, 0.0)
+
+
 # Metrics whose daily value is a ratio: a day without a denominator has no value, and is
 # left out of the daily max, min and average.
-RATIO_TYPES = {"avg_times_per_person", "conversion_rate", "avg_time_between"}
+RATIO_TYPES = {"avg_times_per_person", "conversion_rate", "avg_time_between", "average_property_value"}
 UNITS = {"avg_time_between": "seconds", "conversion_rate": "share"}
 
 _METRICS = {
     "people_did_event": _event_metric, "times_event_happened": _event_metric,
     "avg_times_per_person": _event_metric, "conversion_rate": _conversion, "avg_time_between": _time_between,
+    "total_property_value": _property_total, "average_property_value": _property_average,
 }
 
 

@@ -17,16 +17,23 @@ from tracktor import ROOT
 DEFAULT_PATH = ROOT / "tracktor.yaml"
 TOPIC_ROLES = ("raw", "events", "identities", "profiles", "derived", "segments", "dead_letter")
 ADVANCED_EVENTS = ("visited_site", "cart_abandoned", "cart_canceled", "cart_purchased")
-# Metric types and the event fields each needs (tracktor/analytics.py answers them);
-# conversion_rate also takes `repeatable: true|false` (default false).
+# Metric types and the names each needs (tracktor/analytics.py answers them); besides,
+# conversion_rate takes `repeatable: true|false` (default false), total_property_value
+# `criteria` (a list of property criteria, default none), and average_property_value
+# `divide_by: people|event_people|sets` (default people; event_people needs `event`).
 METRIC_TYPES = {
     "people_did_event": ("event",),
     "times_event_happened": ("event",),
     "avg_times_per_person": ("event",),
     "conversion_rate": ("event_a", "event_b"),
     "avg_time_between": ("event_a", "event_b"),
+    "total_property_value": ("property",),
+    "average_property_value": ("property",),
 }
-MAX_FUNNEL_STEPS = 32  # windowFunnel's limit; sql/migrations/0005_analytics_views.sql
+DIVIDE_BY = ("people", "event_people", "sets")
+# Property criteria operators (the SQL function tracktor_test in sql/migrations/0007).
+CRITERIA_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "set", "not_set")
+MAX_FUNNEL_STEPS = 32  # windowFunnel's limit; sql/migrations/0007_property_metrics_and_filters.sql
 _DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -36,10 +43,20 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Criterion:
+    """`property op value`, e.g. plan eq "premium"; `value` is any JSON value (None for set/not_set)."""
+    property: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
 class Funnel:
     name: str
     steps: tuple[str, ...]
-    window_seconds: float | None  # None: the whole date range
+    window_seconds: float | None = None  # None: the whole date range
+    step_filters: tuple[tuple[Criterion, ...], ...] = ()  # per step, on the event's data; () = none
+    people_filter: tuple[Criterion, ...] = ()  # on the person's current properties
 
 
 @dataclass(frozen=True)
@@ -229,35 +246,10 @@ def _parse_app(r: _Reader, node, where: str) -> App:
     for j, ev in enumerate(advanced):
         r.choice(ev, f"{where}.advanced_events[{j}]", ADVANCED_EVENTS)
 
-    funnels = {}
-    for name, f in r.mapping(a.get("funnels", {}) or {}, f"{where}.funnels", optional=a.get("funnels", {}) or {}).items():
-        fw = f"{where}.funnels.{name}"
-        f = r.mapping(f, fw, required=("steps",), optional=("window",))
-        steps = f["steps"]
-        if not isinstance(steps, list) or not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
-            r.fail(f"{fw}.steps", f"expected a list of 2 to {MAX_FUNNEL_STEPS} event names")
-        funnels[name] = Funnel(
-            name=name,
-            steps=tuple(r.string(s, f"{fw}.steps[{k}]") for k, s in enumerate(steps)),
-            window_seconds=r.duration(f["window"], f"{fw}.window") if f.get("window") is not None else None,
-        )
-
-    metrics = {}
-    for name, m in r.mapping(a.get("metrics", {}) or {}, f"{where}.metrics", optional=a.get("metrics", {}) or {}).items():
-        mw = f"{where}.metrics.{name}"
-        m = r.mapping(m, mw, required=("type",), optional=("repeatable",) + tuple(
-            k for fields in METRIC_TYPES.values() for k in fields))
-        mtype = r.choice(m["type"], f"{mw}.type", tuple(METRIC_TYPES))
-        params = {}
-        for key in METRIC_TYPES[mtype]:
-            if key not in m:
-                r.fail(mw, f"a {mtype} metric needs {key!r}")
-            params[key] = r.string(m[key], f"{mw}.{key}")
-        if "repeatable" in m:
-            if mtype != "conversion_rate":
-                r.fail(f"{mw}.repeatable", "only a conversion_rate metric is repeatable or not")
-            params["repeatable"] = r.boolean(m["repeatable"], f"{mw}.repeatable")
-        metrics[name] = Metric(name=name, type=mtype, params=params)
+    funnels = {name: _parse_funnel(r, name, f, f"{where}.funnels.{name}") for name, f in
+               r.mapping(a.get("funnels", {}) or {}, f"{where}.funnels", optional=a.get("funnels", {}) or {}).items()}
+    metrics = {name: _parse_metric(r, name, m, f"{where}.metrics.{name}") for name, m in
+               r.mapping(a.get("metrics", {}) or {}, f"{where}.metrics", optional=a.get("metrics", {}) or {}).items()}
 
     segments = r.mapping(a.get("segments", {}) or {}, f"{where}.segments", optional=a.get("segments", {}) or {})
     return App(
@@ -270,3 +262,83 @@ def _parse_app(r: _Reader, node, where: str) -> App:
         advanced_events=frozenset(advanced),
         funnels=funnels, metrics=metrics, segments=dict(segments),
     )
+
+
+def funnel_from(name: str, node, source: str = "funnel") -> Funnel:
+    """A funnel defined ad hoc (command line, HTTP API), validated like one in tracktor.yaml."""
+    return _parse_funnel(_Reader(source), name, node, name)
+
+
+def metric_from(name: str, node, source: str = "metric") -> Metric:
+    """A metric defined ad hoc, validated like one in tracktor.yaml."""
+    return _parse_metric(_Reader(source), name, node, name)
+
+
+def _parse_criteria(r: _Reader, node, where: str) -> tuple[Criterion, ...]:
+    if not isinstance(node, list):
+        r.fail(where, "expected a list of {property, op, value}")
+    out = []
+    for i, c in enumerate(node):
+        cw = f"{where}[{i}]"
+        c = r.mapping(c, cw, required=("property", "op"), optional=("value",))
+        op = r.choice(c["op"], f"{cw}.op", CRITERIA_OPS)
+        if op in ("set", "not_set"):
+            if c.get("value") is not None:
+                r.fail(f"{cw}.value", f"{op!r} takes no value")
+        elif "value" not in c or c["value"] is None:
+            r.fail(cw, f"{op!r} needs a value (use not_set for a missing property)")
+        elif op in ("gt", "gte", "lt", "lte") and (isinstance(c["value"], bool) or not isinstance(c["value"], (int, float))):
+            r.fail(f"{cw}.value", f"{op!r} compares numbers, got {c['value']!r}")
+        out.append(Criterion(r.string(c["property"], f"{cw}.property"), op, c.get("value")))
+    return tuple(out)
+
+
+def _parse_funnel(r: _Reader, name: str, node, where: str) -> Funnel:
+    f = r.mapping(node, where, required=("steps",), optional=("window", "people"))
+    steps = f["steps"]
+    if not isinstance(steps, list) or not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
+        r.fail(f"{where}.steps", f"expected a list of 2 to {MAX_FUNNEL_STEPS} steps")
+    events, filters = [], []
+    for k, step in enumerate(steps):
+        sw = f"{where}.steps[{k}]"
+        if isinstance(step, dict):  # {event: name, where: [criteria on the event's data]}
+            step = r.mapping(step, sw, required=("event",), optional=("where",))
+            events.append(r.string(step["event"], f"{sw}.event"))
+            filters.append(_parse_criteria(r, step.get("where") or [], f"{sw}.where"))
+        else:
+            events.append(r.string(step, sw))
+            filters.append(())
+    return Funnel(
+        name=name, steps=tuple(events),
+        window_seconds=r.duration(f["window"], f"{where}.window") if f.get("window") is not None else None,
+        step_filters=tuple(filters) if any(filters) else (),
+        people_filter=_parse_criteria(r, f.get("people") or [], f"{where}.people"),
+    )
+
+
+def _parse_metric(r: _Reader, name: str, node, where: str) -> Metric:
+    m = r.mapping(node, where, required=("type",), optional=("repeatable", "criteria", "divide_by") + tuple(
+        k for fields in METRIC_TYPES.values() for k in fields))
+    mtype = r.choice(m["type"], f"{where}.type", tuple(METRIC_TYPES))
+    params: dict[str, Any] = {}
+    for key in METRIC_TYPES[mtype]:
+        if key not in m:
+            r.fail(where, f"a {mtype} metric needs {key!r}")
+        params[key] = r.string(m[key], f"{where}.{key}")
+    if "repeatable" in m:
+        if mtype != "conversion_rate":
+            r.fail(f"{where}.repeatable", "only a conversion_rate metric is repeatable or not")
+        params["repeatable"] = r.boolean(m["repeatable"], f"{where}.repeatable")
+    if "criteria" in m:
+        if mtype != "total_property_value":
+            r.fail(f"{where}.criteria", "only a total_property_value metric takes criteria")
+        params["criteria"] = _parse_criteria(r, m["criteria"], f"{where}.criteria")
+    if mtype == "average_property_value":
+        params["divide_by"] = r.choice(m.get("divide_by", "people"), f"{where}.divide_by", DIVIDE_BY)
+        if params["divide_by"] == "event_people":
+            params["event"] = r.string(m.get("event"), f"{where}.event")
+        elif "event" in m:
+            r.fail(f"{where}.event", "only divide_by: event_people takes an event")
+    elif "divide_by" in m:
+        r.fail(f"{where}.divide_by", "only an average_property_value metric is divided by something")
+    return Metric(name=name, type=mtype, params=params)

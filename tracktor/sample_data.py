@@ -117,6 +117,7 @@ def _shop_visitor(p: _Person) -> None:
     fate = rng.random()
     if fate < 0.4:
         p.add(E.cart, who, "purchase", {**cart, "paid_with": "Credit card", "card_type": "VISA"})
+        p.add(E.set_properties, who, {"total_spent": cart["totalprice"]})
     elif fate < 0.55:
         p.add(E.cart, who, "cancel", cart)
     # else: left behind, to become "Cart abandoned"

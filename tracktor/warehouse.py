@@ -18,6 +18,8 @@ TABLE_COLUMNS = {
     "events": ["app", "event_id", "kind", "event", "distinct_id", "person_id", "ts", "received_at", "data"],
     "identities": ["app", "distinct_id", "person_id", "version", "ts", "event_id"],
     "persons": ["app", "person_id", "properties", "version", "ts", "merged_into"],
+    "property_sets": ["app", "distinct_id", "key", "value", "ts", "event_id"],
+    "segment_changes": ["app", "segment", "person_id", "change", "version", "ts"],
 }
 
 

@@ -22,6 +22,8 @@ from udfs.envelope import CART_METHODS, dead_letter, is_anonymous
 
 PREDEFINED_STRING_PROPERTIES = ("email", "first_name", "last_name", "profile_image")
 JOB = "identity_merge"
+# A setProperties call on tracktor.events: kind "set", this name, data = the accepted properties.
+SET_EVENT = "$set"
 
 
 def replay_canonical(merges: list) -> dict[str, str]:
@@ -103,18 +105,19 @@ class IdentityMerger:
         raise ValueError(f"unknown envelope type {kind!r}")
 
     def _event(self, env: dict):
-        app, did = env["app"], env["id"]
-        person = self.canonical(did)
+        person = self.canonical(env["id"])
         if env["type"] == "cart":
-            kind, name = "cart", CART_METHODS[env["cart_action"]]
-        else:
-            kind, name = "track", env["action"]
-        record = {
+            return self._record(env, person, "cart", CART_METHODS[env["cart_action"]], env.get("data") or {})
+        return self._record(env, person, "track", env["action"], env.get("data") or {})
+
+    @staticmethod
+    def _record(env: dict, person: str, kind: str, name: str, data: dict):
+        app = env["app"]
+        return ("events", f"{app}:{person}", {
             "event_id": env["event_id"], "app": app, "kind": kind, "event": name,
-            "distinct_id": did, "person_id": person, "ts": env["ts"],
-            "received_at": env["received_at"], "data": env.get("data") or {},
-        }
-        return ("events", f"{app}:{person}", record)
+            "distinct_id": env["id"], "person_id": person, "ts": env["ts"],
+            "received_at": env["received_at"], "data": data,
+        })
 
     def _set(self, env: dict) -> list:
         out = []
@@ -124,6 +127,8 @@ class IdentityMerger:
                 out.append(self._dead_letter(env, f"property {key!r} must be a string or null, got {type(data[key]).__name__}",
                                              {key: data.pop(key)}))
         person = self.canonical(env["id"])
+        if data:  # the set itself, for the property history in the warehouse
+            out.append(self._record(env, person, "set", SET_EVENT, data))
         group = self._group(person)
         stamp = [env["ts"], env["event_id"]]
         props = merge_props(group["props"], {k: [v, *stamp] for k, v in data.items()})

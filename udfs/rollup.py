@@ -9,8 +9,8 @@ import time
 
 from udfs.envelope import BadRecord
 
-# Which table each topic role feeds.
-TABLE_OF_ROLE = {"events": "events", "derived": "events", "identities": "identities", "profiles": "persons"}
+# The topics metric_rollup reads, by their role in the config's kafka.topics.
+ROLES = ("events", "derived", "identities", "profiles", "segments")
 
 
 def _need(rec: dict, *keys):
@@ -19,26 +19,41 @@ def _need(rec: dict, *keys):
             raise BadRecord(f"missing {k!r}")
 
 
-def to_row(role: str, text: str) -> tuple[str, list]:
-    """(table, row) for one record of the topic playing `role`."""
+def json_text(value) -> str:
+    """The one JSON text of a value the warehouse stores and the criteria compare against."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def to_rows(role: str, text: str) -> list[tuple[str, list]]:
+    """(table, row) pairs for one record of the topic playing `role`: one row, except a
+    setProperties call ("set" event), which gives a property_sets row per property."""
     try:
         rec = json.loads(text)
     except ValueError as e:
         raise BadRecord(f"not JSON: {e}") from None
     if not isinstance(rec, dict):
         raise BadRecord("not a JSON object")
-    table = TABLE_OF_ROLE[role]
-    if table == "events":
+    if role in ("events", "derived"):
         _need(rec, "app", "event_id", "kind", "event", "distinct_id", "person_id", "ts", "received_at")
-        return table, [rec["app"], rec["event_id"], rec["kind"], rec["event"], rec["distinct_id"],
-                       rec["person_id"], rec["ts"], rec["received_at"],
-                       json.dumps(rec.get("data") or {}, separators=(",", ":"))]
-    if table == "identities":
+        data = rec.get("data") or {}
+        if not isinstance(data, dict):
+            raise BadRecord("'data' is not a JSON object")
+        if rec["kind"] == "set":
+            return [("property_sets", [rec["app"], rec["distinct_id"], key, json_text(value), rec["ts"], rec["event_id"]])
+                    for key, value in sorted(data.items())]
+        return [("events", [rec["app"], rec["event_id"], rec["kind"], rec["event"], rec["distinct_id"],
+                            rec["person_id"], rec["ts"], rec["received_at"], json_text(data)])]
+    if role == "identities":
         _need(rec, "app", "distinct_id", "person_id", "version", "ts", "event_id")
-        return table, [rec["app"], rec["distinct_id"], rec["person_id"], rec["version"], rec["ts"], rec["event_id"]]
+        return [("identities", [rec["app"], rec["distinct_id"], rec["person_id"], rec["version"], rec["ts"],
+                                rec["event_id"]])]
+    if role == "segments":
+        _need(rec, "app", "segment", "person_id", "change", "ts", "version")
+        return [("segment_changes", [rec["app"], rec["segment"], rec["person_id"], rec["change"], rec["version"],
+                                     rec["ts"]])]
     _need(rec, "app", "person_id", "properties", "version", "ts")
-    return table, [rec["app"], rec["person_id"], json.dumps(rec["properties"], separators=(",", ":")),
-                   rec["version"], rec["ts"], rec.get("merged_into")]
+    return [("persons", [rec["app"], rec["person_id"], json_text(rec["properties"]), rec["version"], rec["ts"],
+                         rec.get("merged_into")])]
 
 
 class Batcher:

@@ -18,7 +18,7 @@ from tests import reference
 from tests.conftest import BEGINNING, ONE_DAY, ONE_MINUTE, make_config, read_topic
 from tests.test_schemas import SCHEMAS
 from tracktor import analytics, envelopes as E, loader, stack, warehouse
-from tracktor.config import Funnel
+from tracktor.config import Criterion, Funnel
 from tracktor.sample_data import Generator
 
 pytestmark = pytest.mark.integration
@@ -113,12 +113,15 @@ def test_generated_streams_match_the_plain_python_reference(run):
         assert expected[-1] > 0
 
 
-def test_every_resolved_event_arrives_once_with_its_current_person(run):
+def test_every_resolved_event_and_property_set_arrives_once(run):
     events = [v for _, v in run.topics["events"]]
-    calls = [e for e in run.envs if e["type"] in ("track", "cart")]
+    calls = [e for e in run.envs if e["type"] in ("track", "cart", "set")]
     assert sorted(e["event_id"] for e in events) == sorted(e["event_id"] for e in calls)
     stored = run.client.query(f"SELECT count() FROM {run.db}.events FINAL").result_rows[0][0]
-    assert stored == len(calls)
+    assert stored == sum(1 for e in calls if e["type"] != "set")
+    sets = run.client.query(f"SELECT count() FROM {run.db}.property_sets FINAL").result_rows[0][0]
+    assert sets == sum(1 for app in {e["app"] for e in calls}
+                       for _ in reference.property_sets(run.envs, app, BEGINNING + 100 * ONE_DAY))
 
 
 def test_identity_records_end_on_the_reference_persons(run):
@@ -199,3 +202,33 @@ def test_conversion_and_time_between_match_the_reference(run, app, a, b):
     m = analytics.metric(run.client, run.db, app, Metric("t", "avg_time_between", {"event_a": a, "event_b": b}), first, last)
     assert (m.people, m.total) == (people, pytest.approx(seconds))
     assert people > 0
+
+
+@pytest.mark.parametrize("app, prop, criteria", [
+    ("demo-video", "age", ()),
+    ("demo-video", "age", (Criterion("plan", "eq", "premium"), Criterion("city", "ne", "Paris"))),
+    ("demo-shop", "total_spent", (Criterion("age", "lt", 40),)),
+])
+def test_property_totals_match_the_reference_day_by_day(run, app, prop, criteria):
+    from tracktor.config import Metric
+    m = analytics.metric(run.client, run.db, app, Metric("t", "total_property_value", {"property": prop, "criteria": criteria}),
+                         date(2026, 1, 1), date(2026, 1, 5))
+    expected = [reference.property_total(run.envs, app, prop, criteria, BEGINNING + (i + 1) * ONE_DAY)[0] for i in range(5)]
+    assert [v for _, v in m.days] == pytest.approx(expected)
+    assert m.people == reference.property_total(run.envs, app, prop, criteria, BEGINNING + 5 * ONE_DAY)[1] > 0
+
+
+@pytest.mark.parametrize("divide_by, event", [("people", None), ("event_people", "Upgrade to Premium"), ("sets", None)])
+def test_property_averages_match_the_reference_day_by_day(run, divide_by, event):
+    from tracktor.config import Metric
+    params = {"property": "age", "divide_by": divide_by, **({"event": event} if event else {})}
+    m = analytics.metric(run.client, run.db, "demo-video", Metric("a", "average_property_value", params),
+                         date(2026, 1, 1), date(2026, 1, 5))
+    expected = []
+    for i in range(5):
+        until = BEGINNING + (i + 1) * ONE_DAY
+        total = reference.property_total(run.envs, "demo-video", "age", (), until)[0]
+        divisor = reference.property_divisor(run.envs, "demo-video", "age", divide_by, event, until)
+        expected.append(total / divisor if divisor else None)
+    assert [v for _, v in m.days] == [pytest.approx(v) if v is not None else None for v in expected]
+    assert any(expected)

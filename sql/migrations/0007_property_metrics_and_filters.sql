@@ -1,0 +1,155 @@
+-- Property metrics (types 6 and 7), property criteria, and funnel filters.
+
+-- Criteria: parallel arrays of property keys, operators and JSON values. A criterion holds
+-- when the value present at `raw` (JSON text, present = the key exists) compares to `value`:
+--   set / not_set   the key has a non-null value / has none
+--   eq / ne         equal JSON text, or equal numbers (1 = 1.0)
+--   gt gte lt lte   both are JSON numbers and compare so
+-- tracktor/criteria.py builds the arrays and checks the operators before any query runs.
+CREATE OR REPLACE FUNCTION tracktor_test AS (present, raw, op, value) -> multiIf(
+    op = 'set', present AND raw != 'null',
+    op = 'not_set', NOT present OR raw = 'null',
+    op = 'eq', present AND (raw = value OR ifNull(toFloat64OrNull(raw) = toFloat64OrNull(value), 0)),
+    op = 'ne', NOT (present AND (raw = value OR ifNull(toFloat64OrNull(raw) = toFloat64OrNull(value), 0))),
+    op = 'gt', present AND ifNull(toFloat64OrNull(raw) > toFloat64OrNull(value), 0),
+    op = 'gte', present AND ifNull(toFloat64OrNull(raw) >= toFloat64OrNull(value), 0),
+    op = 'lt', present AND ifNull(toFloat64OrNull(raw) < toFloat64OrNull(value), 0),
+    op = 'lte', present AND ifNull(toFloat64OrNull(raw) <= toFloat64OrNull(value), 0),
+    0);
+
+-- All criteria hold for a JSON object (event data, a profile's properties).
+CREATE OR REPLACE FUNCTION tracktor_json_matches AS (json, keys, ops, values) ->
+    arrayAll((k, o, v) -> tracktor_test(JSONHas(json, k), JSONExtractRaw(json, k), o, v), keys, ops, values);
+
+-- The days of [from_ts, to_ts) (whole UTC days).
+CREATE OR REPLACE FUNCTION tracktor_days AS (from_ts, to_ts) ->
+    arrayMap(n -> toDate(from_ts) + n, range(toUInt32(greatest(dateDiff('day', toDate(from_ts), toDate(to_ts)), 0))));
+
+-- Each person's value of `property` and of the criteria keys `crit_keys` as of the end of
+-- every day in [from_ts, to_ts): per key, the set with the greatest (ts, event_id) before
+-- the day ended, over all the person's merged ids. 'null' = deleted.
+CREATE VIEW IF NOT EXISTS {database}.person_properties_daily AS
+SELECT day, person, key, argMax(value, (ts, event_id)) AS value
+FROM
+(
+    SELECT if(i.person_id = '', s.distinct_id, i.person_id) AS person, s.key AS key, s.value AS value,
+           s.ts AS ts, s.event_id AS event_id
+    FROM
+    (
+        SELECT distinct_id, key, value, ts, event_id
+        FROM {database}.property_sets
+        WHERE app = {app:String} AND (key = {property:String} OR key IN {crit_keys:Array(String)})
+          AND ts < {to_ts:DateTime64(3, 'UTC')}
+    ) AS s
+    LEFT JOIN {database}.person_ids(app = {app:String}) AS i USING (distinct_id)
+)
+ARRAY JOIN tracktor_days({from_ts:DateTime64(3, 'UTC')}, {to_ts:DateTime64(3, 'UTC')}) AS day
+WHERE ts < toDateTime64(day + 1, 3, 'UTC')
+GROUP BY day, person, key;
+
+-- Type 6 (and 7's numerator): per day, the total of `property` over the people whose value
+-- is a number and whose properties meet the criteria at the end of that day, and how many.
+CREATE VIEW IF NOT EXISTS {database}.metric_property_total_daily AS
+SELECT day, sum(number) AS total, count() AS people
+FROM
+(
+    SELECT day, person, mapFromArrays(groupArray(key), groupArray(value)) AS props,
+           toFloat64OrNull(props[{property:String}]) AS number
+    FROM {database}.person_properties_daily(app = {app:String}, from_ts = {from_ts:DateTime64(3, 'UTC')},
+                                           to_ts = {to_ts:DateTime64(3, 'UTC')}, property = {property:String},
+                                           crit_keys = {crit_keys:Array(String)})
+    GROUP BY day, person
+    HAVING number IS NOT NULL
+       AND arrayAll((k, o, v) -> tracktor_test(mapContains(props, k), props[k], o, v),
+                    {crit_keys:Array(String)}, {crit_ops:Array(String)}, {crit_values:Array(String)})
+)
+GROUP BY day;
+
+-- Type 7's divisor per day, counted from the beginning of the data to the end of the day:
+-- divide_by = 'people': people seen (any event or property set); 'event_people': people who
+-- did `event`; 'sets': times `property` was set to a value (not deleted).
+CREATE VIEW IF NOT EXISTS {database}.metric_property_divisor_daily AS
+SELECT day, sumIf(n, first_day <= day) AS divisor
+FROM
+(
+    SELECT toDate(first) AS first_day, count() AS n
+    FROM
+    (
+        SELECT if(i.person_id = '', f.distinct_id, i.person_id) AS person, min(f.first) AS first
+        FROM
+        (
+            SELECT distinct_id, min(ts) AS first
+            FROM {database}.events
+            WHERE app = {app:String} AND ts < {to_ts:DateTime64(3, 'UTC')}
+              AND ({divide_by:String} = 'people' OR ({divide_by:String} = 'event_people' AND event = {event:String}))
+            GROUP BY distinct_id
+            UNION ALL
+            SELECT distinct_id, min(ts) AS first
+            FROM {database}.property_sets
+            WHERE app = {app:String} AND ts < {to_ts:DateTime64(3, 'UTC')} AND {divide_by:String} = 'people'
+            GROUP BY distinct_id
+        ) AS f
+        LEFT JOIN {database}.person_ids(app = {app:String}) AS i USING (distinct_id)
+        GROUP BY person
+        UNION ALL
+        SELECT event_id AS person, any(ts) AS first
+        FROM {database}.property_sets
+        WHERE app = {app:String} AND key = {property:String} AND value != 'null'
+          AND ts < {to_ts:DateTime64(3, 'UTC')} AND {divide_by:String} = 'sets'
+        GROUP BY event_id
+    )
+    GROUP BY first_day
+)
+ARRAY JOIN tracktor_days({from_ts:DateTime64(3, 'UTC')}, {to_ts:DateTime64(3, 'UTC')}) AS day
+GROUP BY day;
+
+-- Funnels with filters: step i counts only events whose data meet step i's criteria
+-- (step_keys[i], step_ops[i], step_values[i]; empty arrays: no filter), and only people
+-- whose current profile meets the person criteria. Pass [] for the filters you do not use.
+-- Replaces 0005's funnel_levels; up to 32 steps as before.
+CREATE OR REPLACE VIEW {database}.funnel_levels AS
+SELECT
+    person,
+    windowFunnel({window_ms:UInt64})(toUInt64(toUnixTimestamp64Milli(ts)),
+        event = {steps:Array(String)}[1] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[1], {step_ops:Array(Array(String))}[1], {step_values:Array(Array(String))}[1]),
+        event = {steps:Array(String)}[2] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[2], {step_ops:Array(Array(String))}[2], {step_values:Array(Array(String))}[2]),
+        event = {steps:Array(String)}[3] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[3], {step_ops:Array(Array(String))}[3], {step_values:Array(Array(String))}[3]),
+        event = {steps:Array(String)}[4] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[4], {step_ops:Array(Array(String))}[4], {step_values:Array(Array(String))}[4]),
+        event = {steps:Array(String)}[5] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[5], {step_ops:Array(Array(String))}[5], {step_values:Array(Array(String))}[5]),
+        event = {steps:Array(String)}[6] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[6], {step_ops:Array(Array(String))}[6], {step_values:Array(Array(String))}[6]),
+        event = {steps:Array(String)}[7] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[7], {step_ops:Array(Array(String))}[7], {step_values:Array(Array(String))}[7]),
+        event = {steps:Array(String)}[8] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[8], {step_ops:Array(Array(String))}[8], {step_values:Array(Array(String))}[8]),
+        event = {steps:Array(String)}[9] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[9], {step_ops:Array(Array(String))}[9], {step_values:Array(Array(String))}[9]),
+        event = {steps:Array(String)}[10] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[10], {step_ops:Array(Array(String))}[10], {step_values:Array(Array(String))}[10]),
+        event = {steps:Array(String)}[11] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[11], {step_ops:Array(Array(String))}[11], {step_values:Array(Array(String))}[11]),
+        event = {steps:Array(String)}[12] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[12], {step_ops:Array(Array(String))}[12], {step_values:Array(Array(String))}[12]),
+        event = {steps:Array(String)}[13] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[13], {step_ops:Array(Array(String))}[13], {step_values:Array(Array(String))}[13]),
+        event = {steps:Array(String)}[14] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[14], {step_ops:Array(Array(String))}[14], {step_values:Array(Array(String))}[14]),
+        event = {steps:Array(String)}[15] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[15], {step_ops:Array(Array(String))}[15], {step_values:Array(Array(String))}[15]),
+        event = {steps:Array(String)}[16] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[16], {step_ops:Array(Array(String))}[16], {step_values:Array(Array(String))}[16]),
+        event = {steps:Array(String)}[17] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[17], {step_ops:Array(Array(String))}[17], {step_values:Array(Array(String))}[17]),
+        event = {steps:Array(String)}[18] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[18], {step_ops:Array(Array(String))}[18], {step_values:Array(Array(String))}[18]),
+        event = {steps:Array(String)}[19] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[19], {step_ops:Array(Array(String))}[19], {step_values:Array(Array(String))}[19]),
+        event = {steps:Array(String)}[20] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[20], {step_ops:Array(Array(String))}[20], {step_values:Array(Array(String))}[20]),
+        event = {steps:Array(String)}[21] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[21], {step_ops:Array(Array(String))}[21], {step_values:Array(Array(String))}[21]),
+        event = {steps:Array(String)}[22] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[22], {step_ops:Array(Array(String))}[22], {step_values:Array(Array(String))}[22]),
+        event = {steps:Array(String)}[23] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[23], {step_ops:Array(Array(String))}[23], {step_values:Array(Array(String))}[23]),
+        event = {steps:Array(String)}[24] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[24], {step_ops:Array(Array(String))}[24], {step_values:Array(Array(String))}[24]),
+        event = {steps:Array(String)}[25] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[25], {step_ops:Array(Array(String))}[25], {step_values:Array(Array(String))}[25]),
+        event = {steps:Array(String)}[26] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[26], {step_ops:Array(Array(String))}[26], {step_values:Array(Array(String))}[26]),
+        event = {steps:Array(String)}[27] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[27], {step_ops:Array(Array(String))}[27], {step_values:Array(Array(String))}[27]),
+        event = {steps:Array(String)}[28] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[28], {step_ops:Array(Array(String))}[28], {step_values:Array(Array(String))}[28]),
+        event = {steps:Array(String)}[29] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[29], {step_ops:Array(Array(String))}[29], {step_values:Array(Array(String))}[29]),
+        event = {steps:Array(String)}[30] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[30], {step_ops:Array(Array(String))}[30], {step_values:Array(Array(String))}[30]),
+        event = {steps:Array(String)}[31] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[31], {step_ops:Array(Array(String))}[31], {step_values:Array(Array(String))}[31]),
+        event = {steps:Array(String)}[32] AND tracktor_json_matches(data, {step_keys:Array(Array(String))}[32], {step_ops:Array(Array(String))}[32], {step_values:Array(Array(String))}[32])) AS level
+FROM {database}.person_events(app = {app:String}, from_ts = {from_ts:DateTime64(3, 'UTC')}, to_ts = {to_ts:DateTime64(3, 'UTC')}) AS e
+LEFT JOIN
+(
+    SELECT person_id AS person, properties
+    FROM {database}.persons FINAL
+    WHERE app = {app:String} AND notEmpty({person_keys:Array(String)})
+) AS p USING (person)
+WHERE event IN {steps:Array(String)}
+  AND tracktor_json_matches(p.properties, {person_keys:Array(String)}, {person_ops:Array(String)}, {person_values:Array(String)})
+GROUP BY person

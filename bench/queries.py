@@ -2,7 +2,9 @@
 
 The events are made by SQL (INSERT … SELECT from numbers(); its rate is printed too), with
 10 events per person over 7 days and one person in ten owning a second, merged distinct
-id, so the queries pay for re-attribution through the identities table.
+id, so the queries pay for re-attribution through the identities table; each person also
+has two property sets (a number `spent` set twice, `plan` once), for the property metrics.
+The daily event rollup (event_daily) is filled by its materialized view as events go in.
 Baseline: a plain scan of the same events (uniqExact persons of the app's events, no
 re-attribution); each query's time is printed with its ratio to that scan.
 
@@ -22,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tracktor import analytics, warehouse  # noqa: E402
-from tracktor.config import Funnel, Metric  # noqa: E402
+from tracktor.config import Criterion, Funnel, Metric  # noqa: E402
 
 DB, APP = "tracktor", "bench"
 STEPS = ("Site visit", "Free movie view", "Registration", "Upgrade to Premium")
@@ -51,6 +53,13 @@ def fill(client, events: int) -> float:
         SELECT '{APP}', concat('a-', toString(number * 10)), concat('u', toString(number * 10)), 1,
                toDateTime64('2026-01-01 00:00:00', 3, 'UTC'), 'm'
         FROM numbers({max(1, people // 10)}) SETTINGS async_insert = 0""")
+    client.command(f"""
+        INSERT INTO {DB}.property_sets
+        SELECT '{APP}', concat('u', toString(number % {people})), if(number < {people}, 'plan', 'spent'),
+               if(number < {people}, if(number % 3 = 0, '"premium"', '"free"'), toString(number % 997)),
+               toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(cityHash64(number) % 604800),
+               concat('s', toString(number))
+        FROM numbers({3 * people}) SETTINGS async_insert = 0""")
     client.command(f"OPTIMIZE TABLE {DB}.events FINAL")
     return rate
 
@@ -74,7 +83,12 @@ def main() -> None:
                Metric("conv", "conversion_rate", {"event_a": "Registration", "event_b": "Upgrade to Premium"}),
                Metric("conv-r", "conversion_rate", {"event_a": "Registration", "event_b": "Upgrade to Premium",
                                                     "repeatable": True}),
-               Metric("wait", "avg_time_between", {"event_a": "Site visit", "event_b": "Upgrade to Premium"})]
+               Metric("wait", "avg_time_between", {"event_a": "Site visit", "event_b": "Upgrade to Premium"}),
+               Metric("total", "total_property_value", {"property": "spent",
+                                                        "criteria": (Criterion("plan", "eq", "premium"),)}),
+               *[Metric("avg-" + d, "average_property_value", {"property": "spent", "divide_by": d,
+                                                                **({"event": "Registration"} if d == "event_people" else {})})
+                 for d in ("people", "event_people", "sets")]]
     for n in args.events:
         path = Path(tempfile.mkdtemp(prefix="bench-queries-"))
         client = warehouse.connect(f"chdb://{path / 'wh'}")
@@ -88,9 +102,15 @@ def main() -> None:
         steps = analytics.funnel(client, DB, APP, funnel, FIRST, LAST)
         t = timed(lambda: analytics.funnel(client, DB, APP, funnel, FIRST, LAST))
         print(f"  {'4-step funnel (' + ' / '.join(f'{s.people:,}' for s in steps) + ')':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+        filtered = Funnel("f", STEPS, None, step_filters=((), (Criterion("page", "not_set"),)),
+                          people_filter=(Criterion("plan", "ne", "gold"),))
+        t = timed(lambda: analytics.funnel(client, DB, APP, filtered, FIRST, LAST))
+        print(f"  {'4-step funnel with step and person filters':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
         for m in metrics:
             t = timed(lambda: analytics.metric(client, DB, APP, m, FIRST, LAST))
-            print(f"  {'metric ' + m.type + (' repeatable' if m.params.get('repeatable') else ''):42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+            label = m.type + (' repeatable' if m.params.get('repeatable') else '') + \
+                (f" / {m.params['divide_by']}" if "divide_by" in m.params else "")
+            print(f"  {'metric ' + label:42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
         client.close()
         shutil.rmtree(path, ignore_errors=True)
 

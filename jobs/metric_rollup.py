@@ -10,6 +10,7 @@ leaves no duplicate.
 from __future__ import annotations
 
 import json
+import threading
 
 from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction
@@ -25,27 +26,52 @@ JOB = "metric_rollup"
 
 
 class WarehouseWriter(ProcessFunction):
-    """Writes rows to ClickHouse in batches; yields only dead-letter rows for bad records."""
+    """Writes rows to ClickHouse in batches; yields only dead-letter rows for bad records.
+
+    A batch is written when it is full or its oldest row waited `max_wait_s`, also when no
+    more records come: a flusher thread checks twice per `max_wait_s`. A failed write fails
+    the job at the next record (it restarts from its checkpoint and writes the rows again).
+    """
 
     def __init__(self, clickhouse: dict, topics: dict, max_rows: int = 10_000, max_wait_s: float = 1.0):
         self.clickhouse = clickhouse
         self.topics = topics
-        self.batcher = Batcher(max_rows, max_wait_s)
+        self.max_rows, self.max_wait_s = max_rows, max_wait_s
         self.client = None
 
     def open(self, ctx):
+        self.batcher = Batcher(self.max_rows, self.max_wait_s)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.error: Exception | None = None
         self.client = warehouse.connect(self.clickhouse["dsn"])
         warehouse.migrate(self.client, self.clickhouse["database"])
+        self.flusher = threading.Thread(target=self._flush_when_due, name="warehouse-flusher", daemon=True)
+        self.flusher.start()
+
+    def _flush_when_due(self):
+        while not self.stop.wait(self.max_wait_s / 2):
+            with self.lock:
+                if self.batcher.due() and self.error is None:
+                    try:
+                        self.flush()
+                    except Exception as e:  # raised in the job's thread by the next record
+                        self.error = e
 
     def process_element(self, value, ctx):
         role, text = value[0], value[1]
         try:
-            for table, row in to_rows(role, text):
-                self.batcher.add(table, row)
+            rows = to_rows(role, text)
         except BadRecord as e:
             yield Row(self.topics["dead_letter"], JOB, json.dumps(dead_letter(JOB, self.topics[role], str(e), text)))
-        if self.batcher.due():
-            self.flush()
+            return
+        with self.lock:
+            if self.error is not None:
+                raise RuntimeError(f"writing to ClickHouse failed: {self.error}") from self.error
+            for table, row in rows:
+                self.batcher.add(table, row)
+            if self.batcher.count >= self.max_rows:
+                self.flush()
 
     def flush(self):
         for table, rows in self.batcher.take().items():
@@ -53,6 +79,8 @@ class WarehouseWriter(ProcessFunction):
 
     def close(self):
         if self.client is not None:
+            self.stop.set()
+            self.flusher.join()
             self.flush()
             self.client.close()  # releases the chDB data path for the next owner
             self.client = None

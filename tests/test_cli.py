@@ -1,6 +1,7 @@
 """The command line on real processes: the background broker and an unbounded job."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -133,11 +134,58 @@ def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_pa
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[2].split()[-1] == "2" and lines[3].split()[3] == "1"  # Site visit 2 people; Free movie view 1 (50.0%)
-    data = json_mod.loads(cli(cfg, "report", "funnel", "video_journey", *period, "--json").stdout)
+    data = json.loads(cli(cfg, "report", "funnel", "video_journey", *period, "--json").stdout)
     assert [s["people"] for s in data] == [2, 1, 0, 0]
     drill = cli(cfg, "report", "funnel", "video_journey", *period, "--people", "1", "--dropped")
     assert "u2" in drill.stdout and "u1" not in drill.stdout
-    metric = json_mod.loads(cli(cfg, "report", "metric", "site_visitors", *period, "--json").stdout)
+    metric = json.loads(cli(cfg, "report", "metric", "site_visitors", *period, "--json").stdout)
     assert metric["people"] == 2 and metric["days"] == [["2026-01-01", 2]]
     unknown = cli(cfg, "report", "funnel", "nope", *period)
     assert unknown.returncode == 2 and "has no funnel 'nope'" in unknown.stderr
+    chart = tmp_path / "visitors.html"
+    out = cli(cfg, "report", "metric", "site_visitors", *period, "--html", str(chart))
+    assert out.returncode == 0 and "<svg" in chart.read_text()
+    adhoc = json.loads(cli(cfg, "report", "funnel", "two", *period, "--json",
+                           "--define", "{steps: [Site visit, Free movie view], window: 1h}").stdout)
+    assert [s["people"] for s in adhoc] == [2, 1]
+    bad = cli(cfg, "report", "metric", "x", *period, "--define", "{type: average_property_value}")
+    assert bad.returncode == 2 and "needs 'property'" in bad.stderr
+
+
+def test_report_and_the_api_answer_while_metric_rollup_runs(kafka, tmp_path):
+    """Embedded mode: the running job owns the chDB warehouse; readers go through it."""
+    import urllib.request
+
+    from tracktor.shared_chdb import owner_file
+    cfg = make_config(tmp_path, "cli-live", kafka)
+    stack.ensure_topics(kafka, cfg.topics, cfg.kafka["partitions"])
+    job = start_job(cfg, "metric_rollup")
+    api = None
+    try:
+        from tests.conftest import BEGINNING
+        loader.send(kafka, cfg.topics["events"], [
+            {"event_id": f"e{i}", "app": "demo-video", "kind": "track", "event": "Site visit", "distinct_id": f"v{i}",
+             "person_id": f"v{i}", "ts": BEGINNING + i, "received_at": BEGINNING + i, "data": {}} for i in range(3)])
+        period = ["--app", "demo-video", "--from", "2026-01-01", "--to", "2026-01-01"]
+
+        def visitors():
+            out = cli(cfg, "report", "metric", "site_visitors", *period, "--json", timeout=60)
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout)["people"] == 3
+        wait_for("report to count the new events", visitors, job)
+        # the job's Python worker (PyFlink's loopback mode: the job's own process) owns the warehouse
+        path = Path(cfg.clickhouse["dsn"][len("chdb://"):])
+        assert json.loads(owner_file(path).read_text())["pid"] == job.pid
+        api = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "serve", "--port", "0"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True, env=clean_env())
+        address = re.search(r"at (http://[\d.:]+)", api.stdout.readline()).group(1)
+        req = urllib.request.Request(f"{address}/api/v1/apps/demo-video/metrics/site_visitors?from=2026-01-01&to=2026-01-01",
+                                     headers={"Authorization": f"Bearer {cfg.apps['demo-video'].secret}"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert json.loads(resp.read())["people"] == 3
+        assert job.poll() is None  # the writer kept running throughout
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(30)
+        stop_job(job)

@@ -8,6 +8,7 @@
   load                      send sample tracking calls to tracktor.raw
   job NAME [--bounded]      run one Flink job (identity_merge, metric_rollup)
   report funnel|metric NAME funnel or metric answers read from ClickHouse
+  serve                     the analytics JSON API and charts over HTTP
   demo                      the whole pipeline over sample data, with results
 """
 from __future__ import annotations
@@ -90,28 +91,30 @@ def cmd_job(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tracktor import analytics, report, warehouse
+    from tracktor import report, warehouse
     cfg = _cfg(args)
-    app = cfg.app(args.app) if args.app else next(iter(cfg.apps.values()))
-    first, last = analytics.date_range(args.range, args.date_from, args.date_to)
+    definition = None
+    if args.define:
+        import yaml
+        definition = yaml.safe_load(args.define)
+    try:
+        q = report.ask(cfg, args.app or next(iter(cfg.apps)), args.kind, args.name, definition, args.range,
+                       args.date_from, args.date_to, args.people, args.dropped, args.limit)
+    except (report.NotFound, ValueError) as e:
+        raise config_mod.ConfigError(str(e)) from None
+    fmt = "json" if args.json else "html" if args.html else "table"
     client = warehouse.connect(cfg.clickhouse["dsn"])
-    db = cfg.clickhouse["database"]
-    if args.kind == "funnel":
-        if args.name not in app.funnels:
-            raise config_mod.ConfigError(f"app {app.sid} has no funnel {args.name!r} (has: {', '.join(app.funnels)})")
-        f = app.funnels[args.name]
-        if args.people:
-            people = analytics.funnel_people(client, db, app.sid, f, first, last, args.people, args.dropped, args.limit)
-            print(report.as_json(people) if args.json else report.people_table(
-                f"{app.sid} funnel {args.name}: {'dropped after' if args.dropped else 'reached'} step {args.people}", people))
-        else:
-            steps = analytics.funnel(client, db, app.sid, f, first, last)
-            print(report.as_json(steps) if args.json else report.funnel_table(f"{app.sid} funnel {args.name}, {first}..{last}", steps))
+    try:
+        warehouse.migrate(client, cfg.clickhouse["database"])  # an empty warehouse answers zeros, not errors
+        text = report.render(q, report.answer(client, cfg.clickhouse["database"], q), fmt)
+    finally:
+        client.close()
+    if args.html:
+        with open(args.html, "w") as f:
+            f.write(text)
+        print(f"wrote {args.html}")
     else:
-        if args.name not in app.metrics:
-            raise config_mod.ConfigError(f"app {app.sid} has no metric {args.name!r} (has: {', '.join(app.metrics)})")
-        result = analytics.metric(client, db, app.sid, app.metrics[args.name], first, last)
-        print(report.as_json(result) if args.json else report.metric_table(f"{app.sid} metric {args.name}, {first}..{last}", result))
+        print(text)
     return 0
 
 
@@ -133,6 +136,24 @@ def cmd_collector(args) -> int:
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     collector.stop()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from tracktor.api import Api
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = _cfg(args)
+    api = Api(cfg, port=args.port).start()
+    print(f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse['dsn']})", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    api.stop()
     return 0
 
 
@@ -186,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="funnel or metric from ClickHouse")
     r.add_argument("kind", choices=("funnel", "metric"))
-    r.add_argument("name")
+    r.add_argument("name", help="a funnel or metric of the app in the config (or a label for --define)")
     r.add_argument("--app", help="app sid (default: the first in the config)")
     r.add_argument("--range", default="last-7-days", help="today, last-7-days, last-30-days, last-90-days")
     r.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day, YYYY-MM-DD")
@@ -194,8 +215,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--people", type=int, metavar="STEP", help="funnel drill-down: the people who reached STEP (1-based)")
     r.add_argument("--dropped", action="store_true", help="with --people: those who reached STEP and went no further")
     r.add_argument("--limit", type=int, default=100, help="with --people: at most this many (default 100)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--define", metavar="YAML", help="an ad hoc definition instead of a named one, e.g. "
+                   "'{type: people_did_event, event: Site visit}' or '{steps: [A, B], window: 1d}'")
+    out = r.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON instead of a table")
+    out.add_argument("--html", metavar="FILE", help="write a chart as a self-contained HTML file")
     r.set_defaults(func=cmd_report)
+
+    sv = sub.add_parser("serve", help="serve the analytics JSON API and charts (reads ClickHouse)")
+    sv.add_argument("--port", type=int, default=None, help="port (default: api.port in the config)")
+    sv.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("collector", help="serve the HTTP tracking API (to tracktor.raw)")
     c.add_argument("--port", type=int, default=None, help="port (default: collector.port in the config)")

@@ -75,6 +75,7 @@ class App:
     cart_timeout_seconds: float
     visit_gap_seconds: float
     advanced_events: frozenset[str]
+    auto_events: dict  # {"pageViews": [{"event", "url"}], "clicks": [{"event", "selector"}]} for tio.js
     funnels: dict[str, Funnel]
     metrics: dict[str, Metric]
     segments: dict[str, dict]
@@ -90,6 +91,7 @@ class Config:
     flink: dict
     identity: dict = field(default_factory=dict)
     collector: dict = field(default_factory=dict)
+    api: dict = field(default_factory=dict)
     apps: dict[str, App] = field(default_factory=dict)
 
     def app(self, sid: str) -> App:
@@ -171,7 +173,7 @@ def load(path: str | Path | None = None) -> Config:
 def parse(tree: Any, path: Path) -> Config:
     r = _Reader(str(path))
     base = path.parent
-    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir", "identity", "collector"))
+    top = r.mapping(tree, "(top)", required=("kafka", "clickhouse", "flink", "apps"), optional=("data_dir", "identity", "collector", "api"))
     data_dir = (base / r.string(top.get("data_dir", ".data"), "data_dir")).resolve()
 
     kafka = r.mapping(top["kafka"], "kafka", required=("bootstrap_servers", "topics"), optional=("partitions",))
@@ -210,13 +212,18 @@ def parse(tree: Any, path: Path) -> Config:
     if identity["anonymous_retention_seconds"] < 1:
         r.fail("identity.anonymous_retention", "must be at least 1s")
 
-    co = r.mapping(top.get("collector") or {}, "collector", optional=("host", "port", "max_body_bytes", "max_batch_calls"))
+    co = r.mapping(top.get("collector") or {}, "collector", optional=(
+        "host", "port", "max_body_bytes", "max_batch_calls", "public_url"))
     collector = {
         "host": r.string(co.get("host", "127.0.0.1"), "collector.host"),
         "port": r.integer(co.get("port", 8080), "collector.port", 0),
         "max_body_bytes": r.integer(co.get("max_body_bytes", 1024 * 1024), "collector.max_body_bytes"),
         "max_batch_calls": r.integer(co.get("max_batch_calls", 1000), "collector.max_batch_calls"),
+        "public_url": co.get("public_url") and r.string(co["public_url"], "collector.public_url").rstrip("/"),
     }
+
+    ap = r.mapping(top.get("api") or {}, "api", optional=("host", "port"))
+    api = {"host": r.string(ap.get("host", "127.0.0.1"), "api.host"), "port": r.integer(ap.get("port", 8081), "api.port", 0)}
 
     if not isinstance(top["apps"], list) or not top["apps"]:
         r.fail("apps", "expected a non-empty list of apps")
@@ -230,13 +237,15 @@ def parse(tree: Any, path: Path) -> Config:
     return Config(
         path=path, data_dir=data_dir,
         kafka={"bootstrap_servers": bootstrap, "partitions": partitions},
-        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, identity=identity, collector=collector, apps=apps,
+        topics=topics, clickhouse={"dsn": dsn, "database": database}, flink=flink, identity=identity, collector=collector, api=api,
+        apps=apps,
     )
 
 
 def _parse_app(r: _Reader, node, where: str) -> App:
     a = r.mapping(node, where, required=("sid", "secret"), optional=(
-        "name", "signed_only", "cart_timeout", "visit_gap", "advanced_events", "funnels", "metrics", "segments"))
+        "name", "signed_only", "cart_timeout", "visit_gap", "advanced_events", "auto_events", "funnels", "metrics",
+        "segments"))
     sid = r.string(a["sid"], f"{where}.sid")
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", sid):
         r.fail(f"{where}.sid", f"expected 1-64 letters, digits, '.', '_' or '-', got {sid!r}")
@@ -245,6 +254,23 @@ def _parse_app(r: _Reader, node, where: str) -> App:
         r.fail(f"{where}.advanced_events", "expected a list")
     for j, ev in enumerate(advanced):
         r.choice(ev, f"{where}.advanced_events[{j}]", ADVANCED_EVENTS)
+
+    auto = r.mapping(a.get("auto_events") or {}, f"{where}.auto_events", optional=("page_views", "clicks"))
+    auto_events = {"pageViews": [], "clicks": []}
+    for key, field_name, out in (("page_views", "url", "pageViews"), ("clicks", "selector", "clicks")):
+        rules = auto.get(key) or []
+        if not isinstance(rules, list):
+            r.fail(f"{where}.auto_events.{key}", "expected a list")
+        for j, rule in enumerate(rules):
+            rw = f"{where}.auto_events.{key}[{j}]"
+            rule = r.mapping(rule, rw, required=("event", field_name))
+            value = r.string(rule[field_name], f"{rw}.{field_name}")
+            if key == "page_views":
+                try:
+                    re.compile(value)
+                except re.error as e:
+                    r.fail(f"{rw}.url", f"not a regular expression: {e}")
+            auto_events[out].append({"event": r.string(rule["event"], f"{rw}.event"), field_name: value})
 
     funnels = {name: _parse_funnel(r, name, f, f"{where}.funnels.{name}") for name, f in
                r.mapping(a.get("funnels", {}) or {}, f"{where}.funnels", optional=a.get("funnels", {}) or {}).items()}
@@ -259,7 +285,7 @@ def _parse_app(r: _Reader, node, where: str) -> App:
         signed_only=r.boolean(a.get("signed_only", False), f"{where}.signed_only"),
         cart_timeout_seconds=r.duration(a.get("cart_timeout", "30m"), f"{where}.cart_timeout"),
         visit_gap_seconds=r.duration(a.get("visit_gap", "30m"), f"{where}.visit_gap"),
-        advanced_events=frozenset(advanced),
+        advanced_events=frozenset(advanced), auto_events=auto_events,
         funnels=funnels, metrics=metrics, segments=dict(segments),
     )
 

@@ -76,7 +76,8 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
             print(report.funnel_table(f"Funnel {f.name}, {first} .. {last}", steps) + "\n")
         for m in app.metrics.values():
             result = analytics.metric(client, db, app.sid, m, first, last)
-            about = ", ".join(f"{k} {v!r}" for k, v in m.params.items())
+            about = ", ".join(f"{k} {v!r}" for k, v in m.params.items() if k != "criteria")
+            about += "".join(f", {c.property} {c.op} {c.value!r}" for c in m.params.get("criteria", ()))
             print(report.metric_table(f"Metric {m.name} ({m.type}: {about})", result) + "\n")
     client.close()
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; {sent:,} calls")

@@ -1,10 +1,90 @@
-"""Rendering funnel and metric answers as text tables or JSON."""
+"""Questions about funnels and metrics, answered from ClickHouse and rendered as a text
+table, JSON or an HTML chart. The command line (`report`) and the HTTP API (tracktor/api.py)
+both go through `ask` → `answer` → `render`, so they give the same answers."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import date
 
+from tracktor import analytics, charts
 from tracktor.analytics import UNITS, FunnelStep, MetricResult, Person
+from tracktor.config import Config, Funnel, Metric, funnel_from, metric_from
+
+FORMATS = ("table", "json", "html")
+
+
+class NotFound(LookupError):
+    """An unknown app, funnel or metric."""
+
+
+@dataclass(frozen=True)
+class Question:
+    app: str
+    kind: str                        # "funnel" or "metric"
+    definition: Funnel | Metric
+    first: date
+    last: date
+    step: int | None = None          # funnel drill-down: the people at this step (1-based)
+    dropped: bool = False            # ... who went no further
+    limit: int = 100
+
+    @property
+    def title(self) -> str:
+        what = f"{self.app} {self.kind} {self.definition.name}, {self.first}..{self.last}"
+        if self.step:
+            what += f": {'dropped after' if self.dropped else 'reached'} step {self.step}"
+        return what
+
+
+def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: dict | None = None,
+        range_name: str | None = "last-7-days", date_from: date | None = None, date_to: date | None = None,
+        step: int | None = None, dropped: bool = False, limit: int = 100) -> Question:
+    """A validated question: a funnel or metric by its name in the config, or an ad hoc
+    `definition` (the same keys as in tracktor.yaml). Raises NotFound or ValueError."""
+    if app not in cfg.apps:
+        raise NotFound(f"no app {app!r}")
+    if kind not in ("funnel", "metric"):
+        raise ValueError(f"kind must be funnel or metric, got {kind!r}")
+    defined = cfg.apps[app].funnels if kind == "funnel" else cfg.apps[app].metrics
+    if definition is not None:
+        definition = (funnel_from if kind == "funnel" else metric_from)(name or "ad hoc", definition)
+    elif name in defined:
+        definition = defined[name]
+    else:
+        raise NotFound(f"app {app} has no {kind} {name!r} (has: {', '.join(defined) or 'none'})")
+    if (date_from is None) != (date_to is None):
+        raise ValueError("give both the first and the last day, or a range")
+    first, last = analytics.date_range(range_name, date_from, date_to)
+    if step is not None:
+        if kind != "funnel":
+            raise ValueError("only a funnel has people at a step")
+        if not 1 <= step <= len(definition.steps):
+            raise ValueError(f"step must be 1..{len(definition.steps)}, got {step}")
+    if not 1 <= limit <= 10_000:
+        raise ValueError(f"limit must be 1..10000, got {limit}")
+    return Question(app, kind, definition, first, last, step, dropped, limit)
+
+
+def answer(client, database: str, q: Question):
+    """list[FunnelStep], list[Person] (drill-down) or a MetricResult."""
+    if q.kind == "metric":
+        return analytics.metric(client, database, q.app, q.definition, q.first, q.last)
+    if q.step:
+        return analytics.funnel_people(client, database, q.app, q.definition, q.first, q.last, q.step, q.dropped, q.limit)
+    return analytics.funnel(client, database, q.app, q.definition, q.first, q.last)
+
+
+def render(q: Question, result, fmt: str = "table") -> str:
+    if fmt == "json":
+        return as_json(result)
+    if fmt == "html":
+        if q.step:
+            raise ValueError("the drill-down is a list: ask for table or json")
+        return charts.metric_html(q.title, result) if q.kind == "metric" else charts.funnel_html(q.title, result)
+    if q.kind == "metric":
+        return metric_table(q.title, result)
+    return people_table(q.title, result) if q.step else funnel_table(q.title, result)
 
 
 def _pct(x: float | None) -> str:

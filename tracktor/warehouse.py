@@ -24,12 +24,15 @@ TABLE_COLUMNS = {
 
 
 def connect(dsn: str):
+    """A client for the DSN. A chDB path is shared between processes (tracktor/shared_chdb.py):
+    the first to connect owns it and serves the others, so readers work while jobs write."""
     import clickhouse_connect
 
     if dsn.startswith("chdb://"):
         path = dsn[len("chdb://"):]
         if path and path != "memory":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            from tracktor.shared_chdb import open_path
+            return open_path(Path(path))
     return clickhouse_connect.get_client(dsn=dsn)
 
 

@@ -1,0 +1,110 @@
+"""The analytics HTTP API on real HTTP over a real chDB warehouse (rows written directly)."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import make_config
+from tests.test_warehouse import ev, ident, write
+from tracktor import warehouse
+from tracktor.api import Api
+
+STEPS = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
+DAY = "from=2026-01-01&to=2026-01-01"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    cfg = make_config(tmp_path_factory.mktemp("api"), "api")
+    client = warehouse.connect(cfg.clickhouse["dsn"])
+    db = cfg.clickhouse["database"]
+    warehouse.migrate(client, db)
+    write(client, "events", [ev("a-1", STEPS[0], 0, app="demo-video"), ev("u1", STEPS[1], 1, app="demo-video"),
+                             ev("u2", STEPS[0], 2, app="demo-video"), ev("s1", "Product view", 3, app="demo-shop")], db)
+    write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], db)
+    client.close()
+    server = Api(cfg, port=0).start()
+    server.secrets = {sid: a.secret for sid, a in cfg.apps.items()}
+    yield server
+    server.stop()
+
+
+def call(api, path, app="demo-video", body=None, secret=None, raw=False):
+    headers = {"Authorization": f"Bearer {secret or api.secrets[app]}"} if secret != "" else {}
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(api.address + path, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            text = resp.read().decode()
+            return resp.status, (text if raw else json.loads(text))
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_named_funnel_as_json(api):
+    status, steps = call(api, f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}")
+    assert status == 200
+    assert [s["people"] for s in steps] == [2, 1, 0, 0] and steps[1]["from_previous"] == 0.5
+
+
+def test_the_drill_down_lists_the_people(api):
+    status, people = call(api, f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}&step=1&dropped=true")
+    assert status == 200 and [p["person"] for p in people] == ["u2"]
+
+
+def test_a_named_metric_and_an_ad_hoc_one(api):
+    status, m = call(api, f"/api/v1/apps/demo-video/metrics/site_visitors?{DAY}")
+    assert status == 200 and m["people"] == 2 and m["days"] == [["2026-01-01", 2]]
+    status, m = call(api, f"/api/v1/apps/demo-video/metrics?{DAY}",
+                     body={"name": "views", "definition": {"type": "times_event_happened", "event": STEPS[1]}})
+    assert status == 200 and m["name"] == "views" and m["total"] == 1
+
+
+def test_an_ad_hoc_funnel_with_a_bad_definition_is_a_400_naming_the_key(api):
+    status, err = call(api, f"/api/v1/apps/demo-video/funnels?{DAY}", body={"definition": {"steps": ["A"]}})
+    assert status == 400 and "steps" in err["error"]
+    status, err = call(api, f"/api/v1/apps/demo-video/funnels?{DAY}",
+                       body={"definition": {"steps": ["A", {"event": "B", "where": [{"property": "x", "op": "like", "value": 1}]}]}})
+    assert status == 400 and "op" in err["error"] and "like" in err["error"]
+
+
+def test_charts_are_self_contained_html(api):
+    status, html = call(api, f"/api/v1/apps/demo-video/metrics/site_visitors?{DAY}&format=html", raw=True)
+    assert status == 200 and html.startswith("<!doctype html>") and "<svg" in html
+    assert "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched from outside
+    status, html = call(api, f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}&format=html", raw=True)
+    assert status == 200 and "Free movie view" in html and "50.0% of previous" in html
+
+
+@pytest.mark.parametrize("path, status, reason", [
+    ("/api/v1/apps/demo-video/funnels/nope?range=today", 404, "has no funnel 'nope'"),
+    ("/api/v1/apps/no-app/funnels/x", 404, "no app"),
+    ("/api/v1/apps/demo-video/metrics/site_visitors?range=someday", 400, "unknown range"),
+    ("/api/v1/apps/demo-video/metrics/site_visitors?from=2026-01-05&to=2026-01-01", 400, "before it starts"),
+    ("/api/v1/apps/demo-video/metrics/site_visitors?from=yesterday&to=2026-01-01", 400, "'from'"),
+    ("/api/v1/apps/demo-video/metrics/site_visitors?from=2026-01-01", 400, "both"),
+    ("/api/v1/apps/demo-video/funnels/video_journey?range=today&step=9", 400, "step must be 1..4"),
+    ("/api/v1/apps/demo-video/funnels/video_journey?range=today&format=pdf", 400, "format"),
+    ("/api/v1/somewhere", 404, "no such resource"),
+])
+def test_bad_requests_get_the_reason(api, path, status, reason):
+    got, err = call(api, path)
+    assert got == status and reason in err["error"]
+
+
+def test_an_apps_data_needs_that_apps_secret(api):
+    path = f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}"
+    assert call(api, path, secret="")[0] == 401
+    status, err = call(api, path, secret=api.secrets["demo-shop"])  # another app's secret
+    assert status == 403 and "wrong secret" in err["error"]
+    status, listing = call(api, "/api/v1/apps/demo-shop", app="demo-shop")
+    assert status == 200 and "checkout" in listing["funnels"]
+
+
+def test_oversized_and_malformed_bodies(api):
+    assert call(api, "/api/v1/apps/demo-video/metrics", body=b"x" * (65 * 1024))[0] == 413
+    status, err = call(api, "/api/v1/apps/demo-video/metrics", body=b"{not json")
+    assert status == 400 and "not JSON" in err["error"]

@@ -1,0 +1,199 @@
+"""The analytics HTTP API: funnels, metrics, the drill-down and charts, as JSON or HTML.
+
+  GET  /api/v1/apps/{app}                        the app's defined funnels and metrics
+  GET  /api/v1/apps/{app}/funnels/{name}         steps; ?step=N[&dropped=true][&limit=L] for the people
+  GET  /api/v1/apps/{app}/metrics/{name}         the daily series, max/min/avg, people
+  POST /api/v1/apps/{app}/funnels                an ad hoc funnel: body {"definition": {...}, "name": …}
+  POST /api/v1/apps/{app}/metrics                an ad hoc metric, the same way
+  GET  /health
+
+Every question takes ?range=today|last-7-days|last-30-days|last-90-days or ?from=YYYY-MM-DD&to=…
+and ?format=json (default) or html (a chart). Each app's data needs that app's secret:
+`Authorization: Bearer <secret>` (compared in constant time), so one app never reads
+another's. Answers come from tracktor/report.py, like the command line's.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tracktor import report, warehouse
+from tracktor.config import Config
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Api:
+    def __init__(self, cfg: Config, host: str | None = None, port: int | None = None):
+        self.cfg = cfg
+        self.database = cfg.clickhouse["database"]
+        self.server = ThreadingHTTPServer((host or cfg.api["host"], cfg.api["port"] if port is None else port), _handler(self))
+        self.server.daemon_threads = True
+        self.client = None
+        self.lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "Api":
+        threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self.client is not None:
+            self.client.close()
+
+    def warehouse(self):
+        with self.lock:
+            if self.client is None:
+                self.client = warehouse.connect(self.cfg.clickhouse["dsn"])
+                warehouse.migrate(self.client, self.database)
+            return self.client
+
+    # -- requests --------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: dict, headers, body: bytes | None) -> tuple[int, str, str]:
+        """(status, content type, text) for one request."""
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts == ["health"]:
+            return 200, "application/json", '{"ok": true}'
+        if len(parts) < 4 or parts[:3] != ["api", "v1", "apps"]:
+            raise ApiError(404, f"no such resource {path}")
+        app = parts[3]
+        self._authorise(app, headers.get("Authorization", ""))
+        if len(parts) == 4 and method == "GET":
+            a = self.cfg.apps[app]
+            return 200, "application/json", json.dumps({
+                "app": app, "funnels": {n: list(f.steps) for n, f in a.funnels.items()},
+                "metrics": {n: {"type": m.type, **_plain(m.params)} for n, m in a.metrics.items()}})
+        if len(parts) not in (5, 6) or parts[4] not in ("funnels", "metrics"):
+            raise ApiError(404, f"no such resource {path}")
+        kind = parts[4][:-1]
+        name, definition = (parts[5] if len(parts) == 6 else None), None
+        if method == "POST":
+            if name is not None:
+                raise ApiError(405, "POST an ad hoc definition to .../funnels or .../metrics")
+            body_json = _json_body(body)
+            definition, name = body_json.get("definition"), body_json.get("name", "ad hoc")
+            if not isinstance(definition, dict):
+                raise ApiError(400, "the body needs a 'definition' object")
+        elif name is None:
+            raise ApiError(404, f"GET .../{parts[4]}/NAME")
+        fmt = _one(query, "format", "json")
+        if fmt not in ("json", "html"):
+            raise ApiError(400, "format must be json or html")
+        try:
+            q = report.ask(self.cfg, app, kind, name, definition, _one(query, "range", "last-7-days"),
+                           _day(query, "from"), _day(query, "to"), _int(query, "step"),
+                           _one(query, "dropped", "false") == "true", _int(query, "limit") or 100)
+            text = report.render(q, report.answer(self.warehouse(), self.database, q), fmt)
+        except report.NotFound as e:
+            raise ApiError(404, str(e)) from None
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        return 200, ("text/html; charset=utf-8" if fmt == "html" else "application/json"), text
+
+    def _authorise(self, app: str, header: str) -> None:
+        if app not in self.cfg.apps:
+            raise ApiError(404, f"no app {app!r}")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "send the app's secret as 'Authorization: Bearer <secret>'")
+        if not hmac.compare_digest(token.encode(), self.cfg.apps[app].secret.encode()):
+            raise ApiError(403, f"wrong secret for app {app!r}")
+
+
+def _plain(params: dict) -> dict:
+    """Metric parameters as JSON (criteria as objects)."""
+    return {k: ([vars(c) for c in v] if k == "criteria" else v) for k, v in params.items()}
+
+
+def _one(query: dict, key: str, default: str | None = None) -> str | None:
+    values = query.get(key)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise ApiError(400, f"parameter {key!r} given {len(values)} times")
+    return values[0]
+
+
+def _day(query: dict, key: str) -> date | None:
+    text = _one(query, key)
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise ApiError(400, f"parameter {key!r}: expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _int(query: dict, key: str) -> int | None:
+    text = _one(query, key)
+    try:
+        return int(text) if text else None
+    except ValueError:
+        raise ApiError(400, f"parameter {key!r}: expected a whole number, got {text!r}") from None
+
+
+def _json_body(body: bytes | None) -> dict:
+    try:
+        data = json.loads(body or b"")
+    except ValueError as e:
+        raise ApiError(400, f"the body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _handler(api: Api):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):
+            log.debug("%s " + fmt, self.address_string(), *args)
+
+        def do_GET(self):
+            self._serve("GET", None)
+
+        def do_POST(self):
+            length = self.headers.get("Content-Length")
+            if length is None:
+                return self._send(411, "application/json", json.dumps({"error": "Content-Length required"}))
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                return self._send(413, "application/json", json.dumps({"error": f"body over {MAX_BODY_BYTES} bytes"}))
+            self._serve("POST", self.rfile.read(int(length)))
+
+        def _serve(self, method, body):
+            url = urlsplit(self.path)
+            try:
+                status, ctype, text = api.handle(method, url.path, parse_qs(url.query, keep_blank_values=True),
+                                                 self.headers, body)
+            except ApiError as e:
+                status, ctype, text = e.status, "application/json", json.dumps({"error": str(e)})
+            except Exception as e:  # a failing query must not take the server down
+                log.exception("API request %s failed", self.path)
+                status, ctype, text = 500, "application/json", json.dumps({"error": f"{type(e).__name__}: {e}"})
+            self._send(status, ctype, text)
+
+        def _send(self, status, ctype, text):
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

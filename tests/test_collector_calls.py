@@ -12,8 +12,9 @@ from tracktor.config import App
 from udfs.collector import CallError, envelope, method_of, parse_data, signature, signature_ok
 
 SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
-OPEN = App("open", "Open", SECRET, False, 1800, 1800, frozenset(), {}, {}, {})
-SIGNED = App("signed", "Signed", SECRET, True, 1800, 1800, frozenset(), {}, {}, {})
+OPEN = App(sid="open", name="Open", secret=SECRET, signed_only=False, cart_timeout_seconds=1800,
+           visit_gap_seconds=1800, advanced_events=frozenset(), auto_events={}, funnels={}, metrics={}, segments={})
+SIGNED = dataclasses.replace(OPEN, sid="signed", name="Signed", signed_only=True)
 NOW = 1_767_225_600_000
 
 
@@ -102,3 +103,38 @@ def test_every_generated_envelope_round_trips_through_a_collector_call():
         call = to_call(env)
         got = envelope(call.pop("method"), call, apps[env["app"]], env["received_at"])
         assert {**got, "event_id": env["event_id"]} == env
+
+
+def test_a_client_event_id_is_kept_and_checked():
+    params = {"ts": "1429186474", "id": "u1", "action": "a"}
+    assert envelope("track", {**params, "event_id": "c0123456789abcdefXYZ_-"}, OPEN, NOW)["event_id"] == "c0123456789abcdefXYZ_-"
+    assert len(envelope("track", params, OPEN, NOW)["event_id"]) == 32
+    for bad in ("short", "x" * 65, "has space in it ok", 12345678901234567):
+        with pytest.raises(CallError, match="'event_id'"):
+            envelope("track", {**params, "event_id": bad}, OPEN, NOW)
+
+
+# -- property test: no input crashes the call logic or makes an envelope outside its schema --
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=8)
+_value = st.one_of(st.text(max_size=40), st.integers(), st.floats(), st.booleans(), st.none(), _json,
+                   st.sampled_from(["1429186474", "1767225600000", "-1", "1e20", "nan", "{a:'b'}", "{}", "[]",
+                                    "9622E88BED0B5BC186286CB9504A02E5F3B4207DCA0AB23CA4FBDDFC15627E2F", "a-" + "x" * 23]))
+_params = st.dictionaries(st.sampled_from(["ts", "id", "sign", "action", "data", "srcid", "destid", "destsign",
+                                           "previous_id", "cart", "event_id", "sid", "other"]), _value, max_size=9)
+_methods = st.sampled_from(["track", "set", "alias", "identify", "setCart", "cancelCart", "purchaseCart", "nope", ""])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(method=_methods, params=_params, signed=st.booleans())
+def test_no_input_crashes_the_collector_logic_or_breaks_the_raw_schema(method, params, signed):
+    try:
+        env = envelope(method_of(method, params) if method == "track" else method, params, SIGNED if signed else OPEN, NOW)
+    except CallError as e:
+        assert 400 <= e.status < 500 and e.reason
+        return
+    jsonschema.validate(env, SCHEMAS["tracktor.raw"])
+    json.dumps(env, allow_nan=False)  # what goes to Kafka is plain JSON

@@ -3,6 +3,8 @@
   GET  /track  /set  /alias      one call, url-encoded parameters (the seed's HTTP API)
   POST /batch                    a JSON array of calls: {"method": "track"|"set"|"alias"|"identify"
                                  |"setCart"|"cancelCart"|"purchaseCart", "sid": …, other parameters}
+  GET  /scripts/<sid>.js         the JavaScript library (tracktor/static/tio.js) set up for the app
+  GET  /openapi.yaml             the OpenAPI description of this API (docs/openapi.yaml)
   GET  /health                   200 when serving
 
 200 only after Kafka has every envelope of the request (acks=all); 503 while Kafka is
@@ -13,16 +15,22 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tracktor import ROOT
 from tracktor.config import Config
 from udfs.collector import CallError, envelope, method_of
 
 log = logging.getLogger(__name__)
 GET_METHODS = {"/track": "track", "/set": "set", "/alias": "alias"}
+LIBRARY = ROOT / "tracktor" / "static" / "tio.js"
+OPENAPI = ROOT / "docs" / "openapi.yaml"
+SCRIPT_PATH = re.compile(r"/scripts/([A-Za-z0-9_.-]{1,64})\.js")
 MAX_QUERY_BYTES = 16 * 1024
 
 
@@ -36,6 +44,8 @@ class Collector:
         self.kafka_timeout_s = kafka_timeout_s
         self._producer = None
         self._producer_lock = threading.Lock()
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
         self.server = ThreadingHTTPServer((host or cfg.collector["host"], cfg.collector["port"] if port is None else port),
                                           _handler(self))
         self.server.daemon_threads = True
@@ -50,8 +60,16 @@ class Collector:
         return self
 
     def stop(self) -> None:
+        """Stop serving, closing kept-alive connections too (clients see it as down), and
+        flush what Kafka has not acknowledged yet."""
         self.server.shutdown()
         self.server.server_close()
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if self._producer is not None:
             self._producer.close(timeout=5)
 
@@ -67,6 +85,16 @@ class Collector:
                     max_block_ms=ms, request_timeout_ms=ms, delivery_timeout_ms=2 * ms + 1000, retries=3,
                     bootstrap_timeout_ms=ms)
             return self._producer
+
+    def script(self, sid: str, host: str | None) -> str | None:
+        """tio.js with the app's settings, or None for an unknown app. The library posts to
+        collector.public_url when set, else to the address the browser fetched it from."""
+        app = self.cfg.apps.get(sid)
+        if app is None:
+            return None
+        endpoint = self.limits.get("public_url") or f"http://{host or self.address.removeprefix('http://')}"
+        settings = json.dumps({"sid": sid, "endpoint": endpoint, "autoEvents": app.auto_events})
+        return LIBRARY.read_text().replace("/*CONFIG*/", settings.replace("</", "<\\/"))
 
     def accept(self, calls: list[tuple[str, dict]]) -> int:
         """Envelopes for (method, params) calls, all on Kafka before returning; CallError else."""
@@ -110,13 +138,23 @@ def _handler(collector: Collector):
         disable_nagle_algorithm = True
         wbufsize = 64 * 1024
 
+        def setup(self):
+            super().setup()
+            with collector._connections_lock:
+                collector._connections.add(self.connection)
+
+        def finish(self):
+            with collector._connections_lock:
+                collector._connections.discard(self.connection)
+            super().finish()
+
         def log_message(self, fmt, *args):  # access log at debug level, not stderr
             log.debug("%s " + fmt, self.address_string(), *args)
 
-        def _reply(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
+        def _reply(self, status: int, body: dict | str, content_type: str = "application/json") -> None:
+            data = (json.dumps(body) if isinstance(body, dict) else body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Access-Control-Allow-Origin", "*")
             if status == 503:
@@ -144,6 +182,14 @@ def _handler(collector: Collector):
             url = urlsplit(self.path)
             if url.path == "/health":
                 return self._reply(200, {"ok": True})
+            if url.path == "/openapi.yaml":
+                return self._reply(200, OPENAPI.read_text(), "application/yaml")
+            script = SCRIPT_PATH.fullmatch(url.path)
+            if script:
+                text = collector.script(script.group(1), self.headers.get("Host"))
+                if text is None:
+                    return self._reply(404, f"/* tracktor: no app {script.group(1)!r} */\n", "application/javascript")
+                return self._reply(200, text, "application/javascript; charset=utf-8")
             if url.path not in GET_METHODS:
                 return self._reply(404, {"error": f"no such endpoint {url.path!r}"})
             params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}

@@ -138,14 +138,29 @@ def method_of(path_method: str, params: dict) -> str:
     return path_method
 
 
+CLIENT_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _event_id(params: dict) -> str:
+    """The client's own event id (the JavaScript library sends one, so that a batch it retries
+    after a lost answer collapses downstream), or a new one."""
+    given = params.get("event_id")
+    if given is None or given == "":
+        return uuid.uuid4().hex
+    if not isinstance(given, str) or not CLIENT_EVENT_ID.fullmatch(given):
+        raise CallError(400, "parameter 'event_id' must be 16-64 letters, digits, '_' or '-'")
+    return given
+
+
 def envelope(method: str, params: dict, app, received_at_ms: int) -> dict:
     """The raw envelope of one call, or CallError. `app` is the sid's config.App."""
     ts = _ts_ms(params)
-    base = {"event_id": uuid.uuid4().hex, "app": app.sid, "ts": ts, "received_at": received_at_ms}
+    base = {"event_id": _event_id(params), "app": app.sid, "ts": ts, "received_at": received_at_ms}
 
     def signed(identity: str, sign_param: str) -> None:
-        if app.signed_only and not signature_ok(app.secret, identity, params.get(sign_param)):
-            why = "missing" if not params.get(sign_param) else "does not match"
+        sign = _get(params, sign_param, required=False)
+        if app.signed_only and not signature_ok(app.secret, identity, sign):
+            why = "missing" if not sign else "does not match"
             raise CallError(403, f"app {app.sid} accepts only signed data: {sign_param!r} {why} for {identity!r}")
 
     if method == "alias":

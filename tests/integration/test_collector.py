@@ -124,3 +124,56 @@ def test_while_kafka_is_unreachable_the_answer_is_503_so_clients_retry(setup):
         assert time.monotonic() - t < 10
     finally:
         down.stop()
+
+
+def fetch(base, path):
+    try:
+        with urllib.request.urlopen(base + path, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def test_the_javascript_library_is_served_set_up_for_the_app(setup):
+    cfg, c = setup
+    status, ctype, text = fetch(c.address, "/scripts/demo-video.js")
+    assert status == 200 and ctype.startswith("application/javascript")
+    settings = json.loads(text[text.rindex("(window, document, ") + len("(window, document, "):text.rindex(");")])
+    assert settings == {"sid": "demo-video", "endpoint": c.address, "autoEvents": cfg.apps["demo-video"].auto_events}
+    status, _, text = fetch(c.address, "/scripts/nobody.js")
+    assert status == 404 and "no app 'nobody'" in text
+
+
+def test_the_openapi_description_is_served_and_covers_every_endpoint(setup):
+    import yaml
+    _, c = setup
+    status, ctype, text = fetch(c.address, "/openapi.yaml")
+    spec = yaml.safe_load(text)
+    assert status == 200 and ctype == "application/yaml" and spec["openapi"].startswith("3.")
+    assert {"/track", "/set", "/alias", "/batch", "/scripts/{sid}.js", "/health"} <= set(spec["paths"])
+    call_fields = set(spec["components"]["schemas"]["Call"]["properties"])
+    assert {"method", "sid", "ts", "id", "sign", "action", "data", "srcid", "destid", "destsign", "previous_id",
+            "event_id"} <= call_fields
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/track", "/set", "/alias", "/batch", "/scripts/x.js", "/nope"]),
+       query=st.dictionaries(st.sampled_from(["sid", "ts", "id", "action", "data", "sign", "srcid", "destid", "x"]),
+                             _text, max_size=6),
+       body=st.one_of(st.none(), st.binary(max_size=300), _text.map(str.encode),
+                      st.lists(st.dictionaries(_text, _text, max_size=4), max_size=3).map(lambda v: json.dumps(v).encode())))
+def test_no_request_crashes_the_collector(setup, path, query, body):
+    _, c = setup
+    url = c.address + path + "?" + urllib.parse.urlencode({"sid": "demo-video", **query} if "sid" not in query else query)
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    assert status in (200, 400, 401, 403, 404, 411, 413), status

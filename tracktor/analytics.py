@@ -44,15 +44,20 @@ def criteria_arrays(criteria: tuple[Criterion, ...]) -> tuple[list[str], list[st
             [json_text(c.value) for c in criteria])
 
 
-def _funnel_params(f: Funnel, first: date, last: date, app: str) -> dict:
+def _funnel_query(name: str, f: Funnel, first: date, last: date, app: str) -> tuple[str, dict]:
+    """The query (`name`, or its _filtered variant when the funnel has filters: unfiltered
+    funnels use the cheaper view) and its parameters."""
     bounds = _bounds(first, last)
     window_s = f.window_seconds or (bounds["to_ts"] - bounds["from_ts"]).total_seconds()
+    params = {"app": app, "steps": list(f.steps), "window_ms": int(window_s * 1000), **bounds}
+    if not (f.step_filters or f.people_filter):
+        return name, params
     steps = [criteria_arrays(c) for c in f.step_filters]
     person = criteria_arrays(f.people_filter)
-    return {"app": app, "steps": list(f.steps), "window_ms": int(window_s * 1000), **bounds,
-            "step_keys": [k for k, _, _ in steps], "step_ops": [o for _, o, _ in steps],
-            "step_values": [v for _, _, v in steps],
-            "person_keys": person[0], "person_ops": person[1], "person_values": person[2]}
+    return f"{name}_filtered", {
+        **params, "step_keys": [k for k, _, _ in steps], "step_ops": [o for _, o, _ in steps],
+        "step_values": [v for _, _, v in steps],
+        "person_keys": person[0], "person_ops": person[1], "person_values": person[2]}
 
 
 def _rows(client, database: str, name: str, params: dict) -> list:
@@ -60,7 +65,7 @@ def _rows(client, database: str, name: str, params: dict) -> list:
 
 
 def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) -> list[FunnelStep]:
-    by_level = dict(_rows(client, database, "funnel", _funnel_params(f, first, last, app)))
+    by_level = dict(_rows(client, database, *_funnel_query("funnel", f, first, last, app)))
     steps: list[FunnelStep] = []
     for i, event in enumerate(f.steps):
         people = sum(n for lvl, n in by_level.items() if lvl >= i + 1)
@@ -87,8 +92,8 @@ def funnel_people(client, database: str, app: str, f: Funnel, first: date, last:
     reached it and went no further; at most `limit`, by person id."""
     if not 1 <= step <= len(f.steps):
         raise ValueError(f"step must be 1..{len(f.steps)}, got {step}")
-    params = {**_funnel_params(f, first, last, app), "step": step, "dropped": dropped, "limit": limit}
-    people = [r[0] for r in _rows(client, database, "funnel_people", params)]
+    query, params = _funnel_query("funnel_people", f, first, last, app)
+    people = [r[0] for r in _rows(client, database, query, {**params, "step": step, "dropped": dropped, "limit": limit})]
     if not people:
         return []
     rows = _rows(client, database, "people_details", {"app": app, "people": people, **_bounds(first, last)})

@@ -8,22 +8,29 @@
   GET  /health                   200 when serving
 
 200 only after Kafka has every envelope of the request (acks=all); 503 while Kafka is
-unavailable (clients retry); 400/401/403/413 with the reason. The decisions are in
-udfs/collector.py.
+unavailable (clients retry); 400/401/403/404/411/413 with the reason. The decisions are
+in udfs/collector.py.
+
+How it is fast: one asyncio event loop (uvloop) serves every connection, and librdkafka
+(confluent-kafka) batches the records of all in-flight requests into few produce requests.
+A request never blocks the loop while Kafka acknowledges: librdkafka's delivery reports,
+read by a poller thread, complete the request on the loop.
 """
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from tracktor import ROOT
 from tracktor.config import Config
+from tracktor.http_wire import Request, WireError, parse_head, response
 from udfs.collector import CallError, envelope, method_of
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,15 @@ LIBRARY = ROOT / "tracktor" / "static" / "tio.js"
 OPENAPI = ROOT / "docs" / "openapi.yaml"
 SCRIPT_PATH = re.compile(r"/scripts/([A-Za-z0-9_.-]{1,64})\.js")
 MAX_QUERY_BYTES = 16 * 1024
+PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type"))
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+        return uvloop.new_event_loop()
+    except ImportError:  # the collector works on the standard loop too, only slower
+        return asyncio.new_event_loop()
 
 
 class Collector:
@@ -42,50 +58,73 @@ class Collector:
         self.limits = cfg.collector
         self.bootstrap_servers = bootstrap_servers
         self.kafka_timeout_s = kafka_timeout_s
+        self.sock = socket.create_server((host or cfg.collector["host"], cfg.collector["port"] if port is None else port),
+                                         backlog=1024, reuse_port=False)
+        self.library = LIBRARY.read_text()
+        self.openapi = OPENAPI.read_bytes()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.connections: set[_Connection] = set()
         self._producer = None
-        self._producer_lock = threading.Lock()
-        self._connections: set = set()
-        self._connections_lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host or cfg.collector["host"], cfg.collector["port"] if port is None else port),
-                                          _handler(self))
-        self.server.daemon_threads = True
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     @property
     def address(self) -> str:
-        host, port = self.server.server_address[:2]
+        host, port = self.sock.getsockname()[:2]
         return f"http://{host}:{port}"
 
+    # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Collector":
-        threading.Thread(target=self.server.serve_forever, name="collector", daemon=True).start()
+        from confluent_kafka import Producer
+
+        timeout_ms = int(self.kafka_timeout_s * 1000)
+        self._producer = Producer({
+            "bootstrap.servers": self.bootstrap_servers, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 2, "compression.type": "lz4", "message.timeout.ms": timeout_ms,
+            "socket.connection.setup.timeout.ms": max(1000, timeout_ms), "log_level": 3,
+            "logger": logging.getLogger("tracktor.collector.kafka")})
+        self.loop = _new_loop()
+        ready = threading.Event()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(
+                self.loop.create_server(lambda: _Connection(self), sock=self.sock))
+            ready.set()
+            self.loop.run_forever()
+
+        def poll():  # delivery reports call back from here
+            while not self._stopping.is_set():
+                self._producer.poll(0.05)
+
+        self._threads = [threading.Thread(target=serve, name="collector", daemon=True),
+                         threading.Thread(target=poll, name="collector-kafka", daemon=True)]
+        for t in self._threads:
+            t.start()
+        ready.wait(10)
         return self
 
     def stop(self) -> None:
         """Stop serving, closing kept-alive connections too (clients see it as down), and
         flush what Kafka has not acknowledged yet."""
-        self.server.shutdown()
-        self.server.server_close()
-        with self._connections_lock:
-            for conn in self._connections:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        if self._producer is not None:
-            self._producer.close(timeout=5)
+        if self.loop is None:
+            return
 
-    def producer(self):
-        """The Kafka producer, made on first use: the collector starts (and answers 503)
-        while Kafka is down, and connects once it is back."""
-        with self._producer_lock:
-            if self._producer is None:
-                from kafka import KafkaProducer
-                ms = int(self.kafka_timeout_s * 1000)
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=2, compression_type="lz4",
-                    max_block_ms=ms, request_timeout_ms=ms, delivery_timeout_ms=2 * ms + 1000, retries=3,
-                    bootstrap_timeout_ms=ms)
-            return self._producer
+        def shutdown():
+            self.server.close()
+            for conn in list(self.connections):
+                conn.transport.abort()
+            self.loop.stop()
 
+        self.loop.call_soon_threadsafe(shutdown)
+        self._threads[0].join(10)
+        self._stopping.set()
+        self._threads[1].join(10)
+        self._producer.flush(self.kafka_timeout_s)
+        self.loop.close()
+        self.loop = None
+
+    # -- what a request gets -----------------------------------------------------------------
     def script(self, sid: str, host: str | None) -> str | None:
         """tio.js with the app's settings, or None for an unknown app. The library posts to
         collector.public_url when set, else to the address the browser fetched it from."""
@@ -93,11 +132,11 @@ class Collector:
         if app is None:
             return None
         endpoint = self.limits.get("public_url") or f"http://{host or self.address.removeprefix('http://')}"
-        settings = json.dumps({"sid": sid, "endpoint": endpoint, "autoEvents": app.auto_events})
-        return LIBRARY.read_text().replace("/*CONFIG*/", settings.replace("</", "<\\/"))
+        settings = orjson.dumps({"sid": sid, "endpoint": endpoint, "autoEvents": app.auto_events}).decode()
+        return self.library.replace("/*CONFIG*/", settings.replace("</", "<\\/"))
 
-    def accept(self, calls: list[tuple[str, dict]]) -> int:
-        """Envelopes for (method, params) calls, all on Kafka before returning; CallError else."""
+    def envelopes(self, calls: list[tuple[str, dict]]) -> list[dict]:
+        """The envelope of every (method, params) call, or CallError naming the bad call."""
         now = int(time.time() * 1000)
         envs = []
         for i, (method, params) in enumerate(calls):
@@ -111,115 +150,161 @@ class Collector:
                 envs.append(envelope(method_of(method, params), params, app, now))
             except CallError as e:
                 raise CallError(e.status, _at(i, calls, e.reason)) from None
+        return envs
+
+    def produce(self, envs: list[dict], done) -> None:
+        """Hand the envelopes to Kafka; `done(error or None)` runs on the loop once Kafka
+        acknowledged all of them (acks=all) or one failed."""
+        state = {"left": len(envs), "failed": False}
+        loop = self.loop
+
+        def report(err, _msg):  # in the poller thread
+            if state["failed"]:
+                return
+            if err is not None:
+                state["failed"] = True
+                loop.call_soon_threadsafe(done, err)
+                return
+            state["left"] -= 1
+            if state["left"] == 0:
+                loop.call_soon_threadsafe(done, None)
+
         try:
-            producer = self.producer()
-            futures = [producer.send(self.topic, key=env["app"].encode(),
-                                     value=json.dumps(env, separators=(",", ":")).encode()) for env in envs]
-            for f in futures:  # only this request's records: flush() would wait for everyone's
-                f.get(timeout=self.kafka_timeout_s)
-        except Exception as e:  # every Kafka failure means the same to the client: retry later
-            log.warning("Kafka did not take %d envelopes: %s", len(envs), e)
-            raise CallError(503, f"Kafka is unavailable, retry later ({type(e).__name__})") from None
-        return len(envs)
+            for env in envs:
+                self._producer.produce(self.topic, orjson.dumps(env), env["app"].encode(), on_delivery=report)
+        except BufferError:  # the local queue is full: Kafka has been away for a while
+            state["failed"] = True
+            done("the producer's queue is full")
 
 
 def _at(i: int, calls: list, reason: str) -> str:
     return f"call {i}: {reason}" if len(calls) > 1 else reason
 
 
-def _handler(collector: Collector):
-    limits = collector.limits
+def _json(status: int, body: dict, keep_alive: bool, extra=()) -> bytes:
+    return response(status, orjson.dumps(body), keep_alive=keep_alive, extra=extra)
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "tracktor-collector"
-        protocol_version = "HTTP/1.1"
-        # Headers and body in one segment, sent at once: written separately, Nagle's algorithm
-        # and the client's delayed ACK hold every keep-alive response back ~40 ms.
-        disable_nagle_algorithm = True
-        wbufsize = 64 * 1024
 
-        def setup(self):
-            super().setup()
-            with collector._connections_lock:
-                collector._connections.add(self.connection)
+class _Connection(asyncio.Protocol):
+    """One client connection: requests are answered in order, one at a time."""
 
-        def finish(self):
-            with collector._connections_lock:
-                collector._connections.discard(self.connection)
-            super().finish()
+    def __init__(self, collector: Collector):
+        self.c = collector
+        self.buffer = bytearray()
+        self.busy = False
+        self.closed = False
+        self.transport = None
 
-        def log_message(self, fmt, *args):  # access log at debug level, not stderr
-            log.debug("%s " + fmt, self.address_string(), *args)
+    def connection_made(self, transport):
+        self.transport = transport
+        self.c.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-        def _reply(self, status: int, body: dict | str, content_type: str = "application/json") -> None:
-            data = (json.dumps(body) if isinstance(body, dict) else body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Access-Control-Allow-Origin", "*")
-            if status == 503:
-                self.send_header("Retry-After", "1")
-            self.end_headers()
-            self.wfile.write(data)
+    def connection_lost(self, exc):
+        self.closed = True
+        self.c.connections.discard(self)
 
-        def _accept(self, calls) -> None:
+    def data_received(self, data: bytes):
+        self.buffer += data
+        self._next()
+
+    # -- the request loop ------------------------------------------------------------------
+    def _next(self) -> None:
+        while not self.busy and not self.closed and self.buffer:
             try:
-                self._reply(200, {"accepted": collector.accept(calls)})
-            except CallError as e:
-                self._reply(e.status, {"error": e.reason})
+                parsed = parse_head(self.buffer, MAX_QUERY_BYTES, self.c.limits["max_body_bytes"])
+            except WireError as e:
+                return self._send(_json(e.status, {"error": e.reason}, False), False)
+            if parsed is None:
+                return
+            req, size = parsed
+            if len(self.buffer) < size:
+                return  # the body is still coming
+            head = size - req.body_length
+            req.body = bytes(self.buffer[head:size])
+            del self.buffer[:size]
+            self.busy = True
+            self._handle(req)
 
-        def do_OPTIONS(self):  # CORS preflight for browsers posting JSON to /batch
-            self.send_response(204)
-            self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-            self.send_header("Access-Control-Allow-Headers", "Content-Type")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def _send(self, data: bytes, keep_alive: bool) -> None:
+        if self.closed:
+            return
+        self.transport.write(data)
+        if not keep_alive:
+            self.closed = True
+            self.transport.close()
+            return
+        self.busy = False
+        self._next()
 
-        def do_GET(self):
-            if len(self.path) > MAX_QUERY_BYTES:
-                return self._reply(413, {"error": f"request line longer than {MAX_QUERY_BYTES} bytes"})
-            url = urlsplit(self.path)
+    def _reply(self, req: Request, status: int, body, content_type: str = "application/json", extra=()) -> None:
+        data = orjson.dumps(body) if isinstance(body, dict) else body
+        self._send(response(status, data, content_type, req.keep_alive, extra), req.keep_alive)
+
+    # -- routes ----------------------------------------------------------------------------
+    def _handle(self, req: Request) -> None:
+        url = urlsplit(req.target)
+        if req.method == "OPTIONS":  # CORS preflight for browsers posting JSON to /batch
+            return self._send(response(204, b"", keep_alive=req.keep_alive, extra=PREFLIGHT), req.keep_alive)
+        if req.method == "GET":
+            if url.path in GET_METHODS:
+                params = dict(parse_qsl(url.query, keep_blank_values=True))
+                return self._accept(req, [(GET_METHODS[url.path], params)])
             if url.path == "/health":
-                return self._reply(200, {"ok": True})
+                return self._reply(req, 200, {"ok": True})
             if url.path == "/openapi.yaml":
-                return self._reply(200, OPENAPI.read_text(), "application/yaml")
+                return self._reply(req, 200, self.c.openapi, "application/yaml")
             script = SCRIPT_PATH.fullmatch(url.path)
             if script:
-                text = collector.script(script.group(1), self.headers.get("Host"))
+                text = self.c.script(script.group(1), req.headers.get("host"))
                 if text is None:
-                    return self._reply(404, f"/* tracktor: no app {script.group(1)!r} */\n", "application/javascript")
-                return self._reply(200, text, "application/javascript; charset=utf-8")
-            if url.path not in GET_METHODS:
-                return self._reply(404, {"error": f"no such endpoint {url.path!r}"})
-            params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            self._accept([(GET_METHODS[url.path], params)])
-
-        def do_POST(self):
-            url = urlsplit(self.path)
+                    return self._reply(req, 404, f"/* tracktor: no app {script.group(1)!r} */\n".encode(),
+                                       "application/javascript")
+                return self._reply(req, 200, text.encode(), "application/javascript; charset=utf-8")
+            return self._reply(req, 404, {"error": f"no such endpoint {url.path!r}"})
+        if req.method == "POST":
             if url.path != "/batch":
-                return self._reply(404, {"error": f"no such endpoint {url.path!r}"})
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                return self._reply(411, {"error": "Content-Length is required"})
-            if length > limits["max_body_bytes"]:
-                self.close_connection = True
-                return self._reply(413, {"error": f"body larger than {limits['max_body_bytes']} bytes"})
-            try:
-                calls = json.loads(self.rfile.read(length) or b"null")
-            except ValueError as e:
-                return self._reply(400, {"error": f"body is not JSON: {e}"})
-            if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
-                return self._reply(400, {"error": "body must be a non-empty JSON array of call objects"})
-            if len(calls) > limits["max_batch_calls"]:
-                return self._reply(413, {"error": f"more than {limits['max_batch_calls']} calls in one batch"})
-            default_sid = {k: v[-1] for k, v in parse_qs(url.query).items()}.get("sid")
-            prepared = []
-            for c in calls:
-                params = dict(c)
-                params.setdefault("sid", default_sid)
-                prepared.append((str(params.pop("method", "")), params))
-            self._accept(prepared)
+                return self._reply(req, 404, {"error": f"no such endpoint {url.path!r}"})
+            return self._batch(req, url.query)
+        return self._reply(req, 405, {"error": f"method {req.method} not allowed"}, extra=(("Allow", "GET, POST, OPTIONS"),))
 
-    return Handler
+    def _batch(self, req: Request, query: str) -> None:
+        limits = self.c.limits
+        try:
+            calls = orjson.loads(req.body or b"null")
+        except orjson.JSONDecodeError as e:
+            return self._reply(req, 400, {"error": f"body is not JSON: {e}"})
+        if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
+            return self._reply(req, 400, {"error": "body must be a non-empty JSON array of call objects"})
+        if len(calls) > limits["max_batch_calls"]:
+            return self._reply(req, 413, {"error": f"more than {limits['max_batch_calls']} calls in one batch"})
+        default_sid = dict(parse_qsl(query)).get("sid")
+        prepared = []
+        for c in calls:
+            params = dict(c)
+            params.setdefault("sid", default_sid)
+            prepared.append((str(params.pop("method", "")), params))
+        self._accept(req, prepared)
+
+    def _accept(self, req: Request, calls: list[tuple[str, dict]]) -> None:
+        try:
+            envs = self.c.envelopes(calls)
+        except CallError as e:
+            return self._reply(req, e.status, {"error": e.reason})
+        answered = []
+
+        def done(error):
+            if answered:
+                return
+            answered.append(True)
+            timer.cancel()
+            if error is None:
+                return self._reply(req, 200, {"accepted": len(envs)})
+            log.warning("Kafka did not take %d envelopes: %s", len(envs), error)
+            self._reply(req, 503, {"error": f"Kafka is unavailable, retry later ({error})"}, extra=(("Retry-After", "1"),))
+
+        # librdkafka fails a record after message.timeout.ms; this only guards against a report that never comes
+        timer = self.c.loop.call_later(self.c.kafka_timeout_s * 2 + 1, done, "no answer from Kafka")
+        self.c.produce(envs, done)

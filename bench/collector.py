@@ -1,21 +1,26 @@
 """Collector throughput and latency with the real broker behind it (acks=all).
 
-Measures, in one run:
-  kafka      kafka-python's producer sending the same envelopes straight to Kafka — baseline
-  GET        single GET /track calls from C concurrent keep-alive clients: calls/s, p50/p99
-  batch      POST /batch of B calls from C clients: calls/s, request p50/p99
+Measures, in one run on the same 2 cores as the collector and the broker:
+  kafka      librdkafka's own producer (confluent-kafka, the collector's) sending the same
+             envelopes straight to Kafka with the collector's settings: the baseline
+  GET        single GET /track calls (generated, all different) from C keep-alive connections
+  batch      POST /batch of B calls from C connections
 
-The clients are Python threads on the same 2 cores as the collector and the broker, so the
-figures are a floor for the collector, not a ceiling.
+The load comes from wrk (Debian's package: apt-get install wrk), a C client that costs the
+collector little of the machine; without wrk, Python client threads are used and the
+figures are a floor. Every run checks that no response was an error.
 
-    bin/tracktor setup && .venv/bin/python bench/collector.py [--seconds 10]
+    bin/tracktor setup && .venv/bin/python bench/collector.py [--seconds 10] [--connections 64]
 """
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,88 +30,124 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracktor import config, loader, stack  # noqa: E402
+import orjson  # noqa: E402
+
+from tracktor import config, stack  # noqa: E402
 from tracktor.collector import Collector  # noqa: E402
 from tracktor.envelopes import to_call  # noqa: E402
 from tracktor.kafka_local import LocalKafka  # noqa: E402
 from tracktor.sample_data import Generator  # noqa: E402
 
 
-def load(address: str, seconds: float, clients: int, request) -> tuple[int, list[float]]:
-    """Run `request(conn) -> calls` from `clients` threads for `seconds`; (calls, latencies)."""
-    host, port = urllib.parse.urlsplit(address).hostname, urllib.parse.urlsplit(address).port
-    stop = time.monotonic() + seconds
-    counts, latencies, lock = [0], [], threading.Lock()
+def kafka_baseline(bootstrap: str, topic: str, envs: list[dict]) -> float:
+    """Records/s of librdkafka producing the envelopes with the collector's settings."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 2,
+                  "compression.type": "lz4"})
+    values = [(orjson.dumps(e), e["app"].encode()) for e in envs]
+    t = time.monotonic()
+    for i, (v, k) in enumerate(values):
+        while True:
+            try:
+                p.produce(topic, v, k)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 1000 == 0:
+            p.poll(0)
+    p.flush(60)
+    return len(values) / (time.monotonic() - t)
 
-    def worker():
-        conn = http.client.HTTPConnection(host, port, timeout=30)
-        n, lat = 0, []
+
+def wrk(address: str, seconds: float, connections: int, script: str) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, error responses) from a wrk run with a Lua script."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", f.name, address],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(label):
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms(50), ms(99), int(errors.group(1)) if errors else 0
+
+
+def lua_list(name: str, items: list[str]) -> str:
+    return f"local {name} = {{\n" + ",\n".join(json.dumps(s) for s in items) + "\n}\n"
+
+
+def python_clients(address: str, seconds: float, clients: int, make) -> tuple[float, float, float, int]:
+    """The fallback without wrk: (requests/s, p50 ms, p99 ms, errors) from client threads."""
+    parts = urllib.parse.urlsplit(address)
+    stop, lock, lat, errors, count = time.monotonic() + seconds, threading.Lock(), [], [0], [0]
+
+    def worker(k):
+        conn, mine, n = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30), [], 0
         while time.monotonic() < stop:
+            method, path, body = make(k + n * clients)
             t = time.perf_counter()
-            n += request(conn)
-            lat.append(time.perf_counter() - t)
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            r = conn.getresponse()
+            r.read()
+            mine.append(time.perf_counter() - t)
+            n += 1
+            if r.status != 200:
+                with lock:
+                    errors[0] += 1
         with lock:
-            counts[0] += n
-            latencies.extend(lat)
+            lat.extend(mine)
+            count[0] += n
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    return counts[0], latencies
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
+    q = statistics.quantiles(lat, n=100)
+    return count[0] / seconds, q[49] * 1000, q[98] * 1000, errors[0]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--batch", type=int, default=100)
     args = ap.parse_args()
     cfg = config.load()
     envs = list(Generator(seed=1, people=6000))
+    tracks = [e for e in envs if e["type"] == "track"]
+    gets = ["/track?" + urllib.parse.urlencode({"sid": e["app"], "ts": e["ts"], "id": e["id"], "action": e["action"],
+                                                "data": json.dumps(e["data"])}) for e in tracks]
+    bodies = [json.dumps([to_call(e) for e in envs[i:i + args.batch]]) for i in range(0, len(envs) - args.batch, args.batch)]
+    has_wrk = shutil.which("wrk") is not None
     with LocalKafka(Path(tempfile.mkdtemp(prefix="bench-collector-"))) as broker:
         stack.ensure_topics(broker.bootstrap_servers, cfg.topics, 4)
-        t = time.monotonic()
-        loader.send(broker.bootstrap_servers, cfg.topics["raw"], envs, label="baseline")
-        base = len(envs) / (time.monotonic() - t)
+        base = kafka_baseline(broker.bootstrap_servers, cfg.topics["raw"], envs * 5)
         collector = Collector(cfg, broker.bootstrap_servers, port=0).start()
-        gets = [urllib.parse.urlencode({"sid": e["app"], "ts": e["ts"], "id": e["id"], "action": e["action"],
-                                        "data": json.dumps(e["data"])}) for e in envs if e["type"] == "track"]
-        batches = [json.dumps([to_call(e) for e in envs[i:i + args.batch]]) for i in range(0, len(envs), args.batch)]
-        cursor = {"get": 0, "batch": 0}
-
-        def one_get(conn):
-            q = gets[cursor["get"] % len(gets)]
-            cursor["get"] += 1
-            conn.request("GET", "/track?" + q)
-            r = conn.getresponse()
-            r.read()
-            assert r.status == 200, r.status
-            return 1
-
-        def one_batch(conn):
-            body = batches[cursor["batch"] % len(batches)]
-            cursor["batch"] += 1
-            conn.request("POST", "/batch", body=body, headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            r.read()
-            assert r.status == 200, r.status
-            return args.batch
-
-        rows = [("kafka-python producer (baseline)", base, None, None)]
-        for name, fn in (("single GET /track", one_get), (f"POST /batch of {args.batch}", one_batch)):
-            calls, lat = load(collector.address, args.seconds, args.clients, fn)
-            rows.append((name, calls / args.seconds, pct(lat, 50), pct(lat, 99)))
+        if has_wrk:
+            get = wrk(collector.address, args.seconds, args.connections, lua_list("paths", gets) + (
+                "local i = 0\nrequest = function()\n  i = i + 1\n"
+                "  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n"))
+            batch = wrk(collector.address, args.seconds, args.connections, lua_list("bodies", bodies) + (
+                "local i = 0\nwrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
+                "request = function()\n  i = i + 1\n"
+                "  return wrk.format('POST', '/batch', nil, bodies[(i % #bodies) + 1])\nend\n"))
+        else:
+            get = python_clients(collector.address, args.seconds, 8, lambda n: ("GET", gets[n % len(gets)], None))
+            batch = python_clients(collector.address, args.seconds, 8, lambda n: ("POST", "/batch", bodies[n % len(bodies)]))
         collector.stop()
-    print(f"\n{args.clients} concurrent clients, {args.seconds:.0f}s each, acks=all")
-    for name, rate, p50, p99 in rows:
-        lat = "" if p50 is None else f"   p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
-        print(f"  {name:34s} {rate:9,.0f} calls/s  {rate / base:5.2f}x baseline{lat}")
+    client = f"wrk, {args.connections} connections" if has_wrk else "8 Python client threads (no wrk: a floor)"
+    print(f"\n{client}, {args.seconds:.0f}s each, acks=all, broker and clients on the same 2 cores")
+    print(f"  {'librdkafka producer (baseline)':30s} {base:9,.0f} events/s")
+    for name, (rate, p50, p99, errors), per in (("single GET /track", get, 1), (f"POST /batch of {args.batch}", batch, args.batch)):
+        events = rate * per
+        print(f"  {name:30s} {events:9,.0f} events/s  {events / base:5.2f}x baseline   "
+              f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({rate:,.0f} requests/s, {errors} errors)")
+    print(json.dumps({"baseline_events_per_s": round(base),
+                      "get": {"events_per_s": round(get[0]), "p50_ms": get[1], "p99_ms": get[2], "errors": get[3]},
+                      "batch": {"events_per_s": round(batch[0] * args.batch), "p50_ms": batch[1], "p99_ms": batch[2],
+                                "errors": batch[3]}}))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import re
 import socket
 import threading
 import time
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 
@@ -66,6 +66,7 @@ class Collector:
         self.connections: set[_Connection] = set()
         self._producer = None
         self._stopping = threading.Event()
+        self._completed: list = []  # (done, error) pairs the poller hands to the loop
         self._threads: list[threading.Thread] = []
 
     @property
@@ -93,9 +94,12 @@ class Collector:
             ready.set()
             self.loop.run_forever()
 
-        def poll():  # delivery reports call back from here
+        def poll():  # delivery reports call back from here; completed requests go to the loop in bulk
             while not self._stopping.is_set():
                 self._producer.poll(0.05)
+                if self._completed:
+                    completed, self._completed = self._completed, []
+                    self.loop.call_soon_threadsafe(_run_all, completed)
 
         self._threads = [threading.Thread(target=serve, name="collector", daemon=True),
                          threading.Thread(target=poll, name="collector-kafka", daemon=True)]
@@ -156,18 +160,17 @@ class Collector:
         """Hand the envelopes to Kafka; `done(error or None)` runs on the loop once Kafka
         acknowledged all of them (acks=all) or one failed."""
         state = {"left": len(envs), "failed": False}
-        loop = self.loop
 
-        def report(err, _msg):  # in the poller thread
+        def report(err, _msg):  # in the poller thread, during poll()
             if state["failed"]:
                 return
             if err is not None:
                 state["failed"] = True
-                loop.call_soon_threadsafe(done, err)
+                self._completed.append((done, err))
                 return
             state["left"] -= 1
             if state["left"] == 0:
-                loop.call_soon_threadsafe(done, None)
+                self._completed.append((done, None))
 
         try:
             for env in envs:
@@ -175,6 +178,27 @@ class Collector:
         except BufferError:  # the local queue is full: Kafka has been away for a while
             state["failed"] = True
             done("the producer's queue is full")
+
+
+def _run_all(completed: list) -> None:
+    for done, error in completed:
+        done(error)
+
+
+def _query(text: str) -> dict[str, str]:
+    """URL query parameters (the last of repeated ones), decoding only what is encoded:
+    parse_qsl's cost was a third of a GET request's."""
+    params = {}
+    for part in text.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        params[key] = value
+    return params
 
 
 def _at(i: int, calls: list, reason: str) -> str:
@@ -250,7 +274,7 @@ class _Connection(asyncio.Protocol):
             return self._send(response(204, b"", keep_alive=req.keep_alive, extra=PREFLIGHT), req.keep_alive)
         if req.method == "GET":
             if url.path in GET_METHODS:
-                params = dict(parse_qsl(url.query, keep_blank_values=True))
+                params = _query(url.query)
                 return self._accept(req, [(GET_METHODS[url.path], params)])
             if url.path == "/health":
                 return self._reply(req, 200, {"ok": True})
@@ -280,7 +304,7 @@ class _Connection(asyncio.Protocol):
             return self._reply(req, 400, {"error": "body must be a non-empty JSON array of call objects"})
         if len(calls) > limits["max_batch_calls"]:
             return self._reply(req, 413, {"error": f"more than {limits['max_batch_calls']} calls in one batch"})
-        default_sid = dict(parse_qsl(query)).get("sid")
+        default_sid = _query(query).get("sid")
         prepared = []
         for c in calls:
             params = dict(c)

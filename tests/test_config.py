@@ -23,6 +23,11 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     assert video.cart_timeout_seconds == 30 * 60
     assert cfg.clickhouse["dsn"].startswith("chdb:///") and cfg.clickhouse["dsn"].endswith("/.data/warehouse")
     assert set(cfg.topics) == set(config.TOPIC_ROLES)
+    shop = cfg.app("demo-shop")
+    assert shop.funnels["big_ticket_checkout"].step_filters[1] == (config.Criterion("price", "gte", 50),)
+    assert shop.metrics["spend_per_buyer"].params == {"property": "total_spent", "divide_by": "event_people",
+                                                      "event": "purchaseCart"}
+    assert video.auto_events == {"pageViews": [], "clicks": []}
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -43,6 +48,21 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     (lambda t: t["clickhouse"].update(database="x; DROP"), "clickhouse.database: expected an identifier"),
     (lambda t: t.update(extra=1), "(top): unknown key(s) extra"),
     (lambda t: t["apps"][0].update(advanced_events=["teleport"]), "apps[0].advanced_events[0]: expected one of"),
+    (lambda t: t["apps"][0].update(auto_events={"page_views": [{"event": "V", "url": "(unclosed"}]}),
+     "apps[0].auto_events.page_views[0].url: not a regular expression"),
+    (lambda t: t["apps"][0].update(auto_events={"clicks": [{"event": "C"}]}), "apps[0].auto_events.clicks[0]: missing key 'selector'"),
+    (lambda t: t["apps"][1]["metrics"]["revenue_under_40"]["criteria"][0].update(op="like"),
+     "apps[1].metrics.revenue_under_40.criteria[0].op: expected one of eq, ne"),
+    (lambda t: t["apps"][1]["metrics"]["revenue_under_40"]["criteria"][0].update(value="forty"),
+     "criteria[0].value: 'lt' compares numbers, got 'forty'"),
+    (lambda t: t["apps"][1]["metrics"]["spend_per_buyer"].pop("event"), "spend_per_buyer.event: expected a non-empty string"),
+    (lambda t: t["apps"][1]["metrics"]["spend_per_buyer"].update(divide_by="moon"), "spend_per_buyer.divide_by: expected one of people"),
+    (lambda t: t["apps"][0]["metrics"]["site_visitors"].update(criteria=[]), "site_visitors.criteria: only a total_property_value"),
+    (lambda t: t["apps"][1]["funnels"]["big_ticket_checkout"]["steps"][1].update(where="price > 50"),
+     "big_ticket_checkout.steps[1].where: expected a list of {property, op, value}"),
+    (lambda t: t["apps"][1]["funnels"]["checkout"].update(people=[{"property": "plan", "op": "set", "value": 1}]),
+     "checkout.people[0].value: 'set' takes no value"),
+    (lambda t: t.update(api={"port": -1}), "api.port: expected an integer >= 0"),
 ])
 def test_a_bad_value_is_reported_with_its_key(tmp_path, mutate, message):
     tree = copy.deepcopy(SHIPPED)

@@ -118,43 +118,37 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_collector(args) -> int:
+def _serve(server, banner: str) -> int:
+    """Print the banner, serve (logging at INFO) until SIGINT or SIGTERM, then stop the server."""
     import logging
     import signal
     import threading
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    print(banner, flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    return 0
+
+
+def cmd_collector(args) -> int:
     from tracktor import stack
     from tracktor.collector import Collector
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
     stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
     collector = Collector(cfg, bootstrap, port=args.port).start()
-    print(f"collector at {collector.address} -> {cfg.topics['raw']} on {bootstrap}", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    collector.stop()
-    return 0
+    return _serve(collector, f"collector at {collector.address} -> {cfg.topics['raw']} on {bootstrap}")
 
 
 def cmd_serve(args) -> int:
-    import logging
-    import signal
-    import threading
-
     from tracktor.api import Api
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = _cfg(args)
     api = Api(cfg, port=args.port).start()
-    print(f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse['dsn']})", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    api.stop()
-    return 0
+    return _serve(api, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse['dsn']})")
 
 
 def cmd_demo(args) -> int:

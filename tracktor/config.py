@@ -33,7 +33,7 @@ METRIC_TYPES = {
 DIVIDE_BY = ("people", "event_people", "sets")
 # Property criteria operators (the SQL function tracktor_test in sql/migrations/0007).
 CRITERIA_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "set", "not_set")
-MAX_FUNNEL_STEPS = 32  # windowFunnel's limit; sql/migrations/0007_property_metrics_and_filters.sql
+MAX_FUNNEL_STEPS = 32  # windowFunnel's limit: the funnel views have one condition per possible step
 _DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -128,7 +128,7 @@ _params = st.dictionaries(st.sampled_from(["ts", "id", "sign", "action", "data",
 _methods = st.sampled_from(["track", "set", "alias", "identify", "setCart", "cancelCart", "purchaseCart", "nope", ""])
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(method=_methods, params=_params, signed=st.booleans())
 def test_no_input_crashes_the_collector_logic_or_breaks_the_raw_schema(method, params, signed):
     try:

@@ -121,6 +121,8 @@ def _data(params: dict, required: bool) -> dict | None:
         return None
     if isinstance(value, dict):
         return value
+    if not isinstance(value, str):
+        raise CallError(400, f"parameter 'data' must be a JSON object, got {type(value).__name__}")
     try:
         return parse_data(value)
     except ValueError as e:

@@ -43,8 +43,8 @@ def events(envs):
 
 
 def funnel(envs, app: str, steps: list[str], from_ms: int, to_ms: int, window_ms: int) -> list[int]:
-    """People reaching each step: loose order, each step strictly after the previous one,
-    all within `window_ms` of the step-1 event the person started from."""
+    """People reaching each step: loose order, each step at or after the previous one (the
+    same moment counts), all within `window_ms` of the step-1 event the person started from."""
     who = persons(envs)
     timeline = defaultdict(list)
     for a, name, did, ts in events(envs):
@@ -59,7 +59,7 @@ def funnel(envs, app: str, steps: list[str], from_ms: int, to_ms: int, window_ms
                 continue
             level, last = 1, t0
             for ts, n in evs[i + 1:]:
-                if level < len(steps) and n == steps[level] and ts > last and ts - t0 <= window_ms:
+                if level < len(steps) and n == steps[level] and ts >= last and ts - t0 <= window_ms:
                     level, last = level + 1, ts
             best = max(best, level)
         for k in range(best):
@@ -72,6 +72,13 @@ def people_did(envs, app: str, event: str, from_ms: int, to_ms: int) -> int:
     return len({who[(a, did)] for a, name, did, ts in events(envs) if a == app and name == event and from_ms <= ts < to_ms})
 
 
+def event_day(envs, app: str, event: str, from_ms: int, to_ms: int) -> tuple[int, int]:
+    """(distinct people, events) of `event` in [from_ms, to_ms)."""
+    who = persons(envs)
+    hits = [who[(a, did)] for a, name, did, ts in events(envs) if a == app and name == event and from_ms <= ts < to_ms]
+    return len(set(hits)), len(hits)
+
+
 def _timelines(envs, app, names, from_ms, to_ms):
     who = persons(envs)
     timeline = defaultdict(list)
@@ -82,8 +89,8 @@ def _timelines(envs, app, names, from_ms, to_ms):
 
 
 def conversion(envs, app, a, b, from_ms, to_ms, repeatable) -> float:
-    """Non-repeatable: people with a B after an A / people with an A. Repeatable: B events
-    after the person's first A / A events."""
+    """Non-repeatable: people with a B at or after an A / people with an A. Repeatable: B
+    events at or after the person's first A / A events."""
     num = den = 0
     for evs in _timelines(envs, app, {a, b}, from_ms, to_ms).values():
         a_times = [t for t, n in evs if n == a]
@@ -91,10 +98,10 @@ def conversion(envs, app, a, b, from_ms, to_ms, repeatable) -> float:
             continue
         if repeatable:
             den += len(a_times)
-            num += sum(1 for t, n in evs if n == b and t > a_times[0])
+            num += sum(1 for t, n in evs if n == b and t >= a_times[0])
         else:
             den += 1
-            num += any(n == b and t > a_times[0] for t, n in evs)
+            num += any(n == b and t >= a_times[0] for t, n in evs)
     return num / den if den else 0.0
 
 
@@ -104,7 +111,7 @@ def time_between(envs, app, a, b, from_ms, to_ms) -> tuple[int, float]:
     for evs in _timelines(envs, app, {a, b}, from_ms, to_ms).values():
         a_times = [t for t, n in evs if n == a]
         if a_times:
-            after = [t for t, n in evs if n == b and t > a_times[0]]
+            after = [t for t, n in evs if n == b and t >= a_times[0]]
             if after:
                 waits.append((after[0] - a_times[0]) / 1000)
     return len(waits), (sum(waits) / len(waits) if waits else 0.0)

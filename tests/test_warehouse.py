@@ -66,6 +66,18 @@ def test_the_seeds_three_funnel_cases(client):
     assert [p.person for p in analytics.funnel_people(client, DB, APP, ABCD, DAY, DAY, step=2, dropped=True)] == ["p3"]
 
 
+def test_a_step_at_the_same_moment_as_the_previous_one_follows_it(client):
+    # whole-second timestamps are common (the seed's ts): calls in one second still follow each other
+    write(client, "events", [ev("p1", "A", 0), ev("p1", "B", 0), ev("p1", "C", 1),
+                             ev("p2", "A", 0), ev("p2", "B", 1), ev("p2", "C", 1),
+                             ev("p3", "B", 0), ev("p3", "A", 1)])                   # B before A still does not
+    assert reached(client) == [3, 2, 2, 0]
+    m = metric_of(client, "conversion_rate", last=DAY, event_a="A", event_b="B", repeatable=True)
+    assert m.total == pytest.approx(2 / 3)  # p1's B at the moment of its A, p2's a minute later; not p3's
+    t = metric_of(client, "avg_time_between", last=DAY, event_a="A", event_b="B")
+    assert (t.people, t.total) == (2, pytest.approx(30.0))
+
+
 def test_the_drill_down_gives_email_and_last_action(client):
     write(client, "events", [ev("a-1", "A", 0), ev("u1", "B", 1), ev("u1", "Logout", 9), ev("u2", "A", 3)])
     write(client, "identities", [ident("a-1", "u1", 1)])

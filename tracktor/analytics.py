@@ -163,15 +163,14 @@ def _property_total(client, database, m, params):
 
 
 def _property_average(client, database, m, params):
-    """average_property_value: the daily total divided by the chosen divisor at that day's end."""
-    total = Metric(m.name, "total_property_value", {"property": m.params["property"]})
-    totals, people, _ = _property_total(client, database, total, params)
-    divisors = dict(_rows(client, database, "metric_property_divisor", {
+    """average_property_value: the day's total divided by the chosen divisor at its end."""
+    rows = _rows(client, database, "metric_property_average", {
         **params, "property": m.params["property"], "divide_by": m.params["divide_by"],
-        "event": m.params.get("event", "")}))
-    by_day = {d: _ratio(totals.get(d, 0.0), n) for d, n in divisors.items() if n}
+        "event": m.params.get("event", "")})
+    by_day = {r[0]: r[1] for r in rows if r[1] is not None}
     last_day = params["to_ts"].date() - timedelta(days=1)
-    return by_day, people, by_day.get(last_day, 0.0)
+    last = [r for r in rows if r[0] == last_day]
+    return by_day, (last[0][2] if last else 0), by_day.get(last_day, 0.0)
 
 
 # Metrics whose daily value is a ratio: a day without a denominator has no value, and is

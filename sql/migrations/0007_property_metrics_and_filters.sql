@@ -103,6 +103,18 @@ FROM
 ARRAY JOIN tracktor_days({from_ts:DateTime64(3, 'UTC')}, {to_ts:DateTime64(3, 'UTC')}) AS day
 GROUP BY day;
 
+-- Type 7: the total of `property` (no criteria) divided, day by day, by the divisor above;
+-- average is NULL on a day with nothing to divide by. people: those with a numeric value.
+CREATE VIEW IF NOT EXISTS {database}.metric_property_average_daily AS
+SELECT d.day AS day, t.total AS total, t.people AS people, d.divisor AS divisor,
+       if(d.divisor = 0, NULL, t.total / d.divisor) AS average
+FROM {database}.metric_property_divisor_daily(app = {app:String}, from_ts = {from_ts:DateTime64(3, 'UTC')},
+                                              to_ts = {to_ts:DateTime64(3, 'UTC')}, property = {property:String},
+                                              divide_by = {divide_by:String}, event = {event:String}) AS d
+LEFT JOIN {database}.metric_property_total_daily(app = {app:String}, from_ts = {from_ts:DateTime64(3, 'UTC')},
+                                                 to_ts = {to_ts:DateTime64(3, 'UTC')}, property = {property:String},
+                                                 crit_keys = [], crit_ops = [], crit_values = []) AS t USING (day);
+
 -- Funnels with filters (funnel_levels of 0005 stays the one without: it is simpler for BI
 -- tools, and filters cost ~12% over 10M events even when they are empty). Step i counts
 -- only events whose data meet step i's criteria (step_keys[i], step_ops[i],

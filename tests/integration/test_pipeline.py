@@ -58,6 +58,8 @@ def scenario() -> list[dict]:
     out += [E.alias(APP, "c1", "c2", at(70)), E.alias(APP, "c2", "c3", at(71)), E.alias(APP, "c3", "c4", at(72))]
     out += [E.track(APP, "y1", "Rated movie", at(80)), E.track(APP, "y2", "Rated movie", at(81)),
             E.alias(APP, "y1", "y2", at(82)), E.alias(APP, "y2", "y1", at(83))]
+    # u6: the second step at the very same moment as the first follows it (whole-second timestamps)
+    out += [E.track(APP, "u6", "Site visit", at(90)), E.track(APP, "u6", "Free movie view", at(90))]
     # the same ids in another app must stay apart from these
     out += [E.track("t-other", "a-anon1", "Site visit", at(0)), E.identify("t-other", "u3", "a-anon1", at(1))]
     return out
@@ -95,7 +97,7 @@ def funnel(run, app, steps, window=None, first=date(2026, 1, 1), last=date(2026,
 
 def test_the_funnel_counts_merged_ids_as_one_person_with_their_events_from_before_the_merge(run):
     steps = funnel(run, APP, STEPS)
-    assert [s.people for s in steps] == [5, 4, 3, 2]
+    assert [s.people for s in steps] == [6, 5, 3, 2]
 
     def people(step):
         return [p.person for p in analytics.funnel_people(run.client, run.db, APP, Funnel("f", STEPS, None),
@@ -168,13 +170,19 @@ def test_every_record_on_the_output_topics_matches_its_schema(run):
                 assert key == f"{value['app']}:{value['distinct_id']}"
 
 
-def test_a_metric_counts_people_once_over_the_range(run):
+@pytest.mark.parametrize("app, event", [("demo-video", "Site visit"), ("demo-shop", "Product view"), (APP, "Rated movie")])
+def test_event_metrics_match_the_reference_day_by_day(run, app, event):
     from tracktor.config import Metric
-    m = analytics.metric(run.client, run.db, "demo-video", Metric("v", "people_did_event", {"event": "Site visit"}),
-                         date(2026, 1, 1), date(2026, 1, 5))
-    expected = reference.people_did(run.envs, "demo-video", "Site visit", BEGINNING, BEGINNING + 5 * ONE_DAY)
-    assert m.people == expected
-    assert sum(v for _, v in m.days) >= expected
+    days = [reference.event_day(run.envs, app, event, BEGINNING + i * ONE_DAY, BEGINNING + (i + 1) * ONE_DAY) for i in range(5)]
+
+    def metric(mtype):
+        return analytics.metric(run.client, run.db, app, Metric("m", mtype, {"event": event}), date(2026, 1, 1), date(2026, 1, 5))
+    people, times, avg = metric("people_did_event"), metric("times_event_happened"), metric("avg_times_per_person")
+    assert [v for _, v in people.days] == [p for p, _ in days]
+    assert [v for _, v in times.days] == [t for _, t in days]
+    assert [v for _, v in avg.days] == [pytest.approx(t / p) if p else None for p, t in days]
+    assert people.people == reference.people_did(run.envs, app, event, BEGINNING, BEGINNING + 5 * ONE_DAY) > 0
+    assert times.total == sum(t for _, t in days) and days.count((0, 0)) >= 1  # a day without events
 
 
 def test_a_chain_of_three_merges_and_a_cycle_each_end_as_one_person(run):

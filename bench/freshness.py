@@ -65,6 +65,7 @@ def rollup_rate(tmp: Path, bootstrap: str, rows: int) -> dict:
         env, t_env = stream_env({**cfg.flink, "execution_mode": "process"}, f"rate-{name}")
         t = time.monotonic()
         metric_rollup.build(env, t_env, bootstrap, cfg.topics, cfg.clickhouse, bounded=True).wait()
+        metric_rollup.wait_for_writer(cfg.clickhouse)
         walls[name] = time.monotonic() - t
     client = warehouse.connect(cfg.clickhouse["dsn"])
     db = cfg.clickhouse["database"]
@@ -121,6 +122,7 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int) -> dict:
             time.sleep(0.2)
         client = warehouse.connect(cfg.clickhouse["dsn"])
         db = cfg.clickhouse["database"]
+        warehouse.migrate(client, db)  # the writer may still be migrating: idempotent, through the owner
         metric = Metric("probes", "times_event_happened", {"event": PROBE})
         today = datetime.now(timezone.utc).date()
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction
 
 from tracktor import config as config_mod
-from tracktor import warehouse
+from tracktor import shared_chdb, warehouse
 from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter
@@ -81,9 +82,13 @@ class WarehouseWriter(ProcessFunction):
         if self.client is not None:
             self.stop.set()
             self.flusher.join()
-            self.flush()
-            self.client.close()  # releases the chDB data path for the next owner
-            self.client = None
+            try:
+                if self.error is not None:  # rows taken for a write that failed: the job must not end as if done
+                    raise RuntimeError(f"writing to ClickHouse failed: {self.error}") from self.error
+                self.flush()
+            finally:
+                self.client.close()  # releases the chDB data path for the next owner
+                self.client = None
 
 
 def build(env, t_env, bootstrap_servers: str, topics: dict, clickhouse: dict, bounded: bool):
@@ -104,6 +109,15 @@ def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
     # the JVM down when it closes): the writer runs in a Python worker process of its own.
     env, t_env = stream_env({**cfg.flink, "execution_mode": "process"}, JOB, resume=not bounded)
     build(env, t_env, bootstrap_servers, cfg.topics, cfg.clickhouse, bounded).wait()
+    wait_for_writer(cfg.clickhouse)
+
+
+def wait_for_writer(clickhouse: dict) -> None:
+    """After a bounded run: the Python worker may still be closing the writer (with its last
+    batch) when the job reports finished; return once it has let go of the warehouse."""
+    dsn = clickhouse["dsn"]
+    if dsn.startswith("chdb:///"):
+        shared_chdb.wait_released(Path(dsn[len("chdb://"):]))
 
 
 def main(argv=None):

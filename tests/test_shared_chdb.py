@@ -92,3 +92,21 @@ def test_the_same_process_shares_its_own_connection(tmp_path):
     a.close()
     assert b.query("SELECT 2").result_rows == [(2,)]  # still open for the second user
     b.close()
+
+
+def test_waiting_for_the_owner_to_let_go(tmp_path):
+    from tracktor.shared_chdb import wait_released
+    path = tmp_path / "wh"
+    wait_released(path)  # nobody ever opened it
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nfrom tracktor import warehouse\n"
+                             f"c = warehouse.connect('chdb://{path}')\nprint('owned', flush=True)\ntime.sleep(1.5)\nc.close()"],
+                            cwd=ROOT, env={k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")},
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "owned"
+    with pytest.raises(TimeoutError):
+        wait_released(path, timeout_s=0.3)
+    wait_released(path, timeout_s=30)
+    assert proc.wait(30) == 0
+    mine = warehouse.connect(f"chdb://{path}")
+    assert isinstance(mine, OwnerClient)  # free for the taking
+    mine.close()

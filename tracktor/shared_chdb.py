@@ -229,6 +229,27 @@ def _resolve(path: Path) -> tuple[OwnerClient | None, dict | None]:
         return _OWNED[path], None
 
 
+def wait_released(path: Path, timeout_s: float = 120.0) -> None:
+    """Return once no process owns the warehouse at `path` (or this one does): after a
+    bounded job, its writer may still be closing, with its last batch, in a worker."""
+    path = path.resolve()
+    if path in _OWNED:
+        return
+    deadline = time.monotonic() + timeout_s
+    lock = path.with_name(path.name + ".lock")
+    while lock.exists():
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} is still owned by another process after {timeout_s:.0f}s") from None
+        finally:
+            os.close(fd)  # closing the descriptor drops the lock again
+        time.sleep(0.1)
+
+
 def open_path(path: Path):
     """The warehouse at `path`: the owner's client, or a RemoteClient to the owner."""
     path = path.resolve()

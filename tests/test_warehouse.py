@@ -281,3 +281,16 @@ def test_the_daily_rollup_survives_replays_and_matches_the_raw_events(client):
         f" from_ts = '2026-01-01 00:00:00', to_ts = '2026-01-03 00:00:00') WHERE event = 'A' GROUP BY day ORDER BY day",
         parameters={"app": APP}).result_rows
     assert rolled == raw == [(DAY, 1, 2), (D2, 1, 2)]
+
+
+def test_the_bi_view_of_daily_property_values(client):
+    write(client, "events", PROFILES)
+    write(client, "identities", [ident("a-4", "u4", 1)])
+    rows = client.query(
+        f"SELECT day, person, value FROM {DB}.person_properties_daily(app = {{app:String}}, from_ts = '2026-01-01 00:00:00',"
+        f" to_ts = '2026-01-04 00:00:00', property = 'spent', crit_keys = []) WHERE person IN ('p1', 'p2', 'u4')"
+        f" ORDER BY person, day", parameters={"app": APP}).result_rows
+    assert [(d.day, p, v) for d, p, v in rows] == [
+        (1, "p1", "10"), (2, "p1", "30"), (3, "p1", "30"),
+        (1, "p2", "5"), (2, "p2", "5"), (3, "p2", "null"),   # deleted on day 3
+        (1, "u4", "1"), (2, "u4", "1"), (3, "u4", "1")]      # u4's own set is later than a-4's

@@ -55,6 +55,27 @@ def test_migrations_are_idempotent_and_recorded(client):
     assert names == [p.stem for p in warehouse.migration_files()]
 
 
+# Migrations as released: a warehouse records a migration's name once it applied it, so an
+# edited migration never reaches warehouses that already have it (0004 was once edited and
+# 0006's views then failed on them). Change the schema with a new migration instead.
+RELEASED = {
+    "0001_events": "1bd5ebe00db849fa",
+    "0002_identities": "855e0d93b286995f",
+    "0003_persons": "7cae6a2378a59655",
+    "0004_person_events": "d7255b87d4051e81",
+    "0005_analytics_views": "b85b063e188db1dc",
+    "0006_history_and_rollups": "c18d09ec1aee1132",
+    "0007_property_metrics_and_filters": "8c13c9d4f6301919",
+    "0008_same_moment_follows": "52570c2585b16287",
+}
+
+
+def test_released_migrations_are_never_edited():
+    import hashlib
+    current = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in warehouse.migration_files()}
+    assert {k: current.get(k) for k in RELEASED} == RELEASED
+
+
 def test_the_seeds_three_funnel_cases(client):
     write(client, "events", [ev("p1", s, i) for i, s in enumerate("ABCD")])            # converts
     write(client, "events", [ev("p2", s, i) for i, s in enumerate("ABCED")])           # loose order converts

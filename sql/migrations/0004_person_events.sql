@@ -1,10 +1,3 @@
--- Each distinct id's current person (ids with no row are their own person).
-CREATE VIEW IF NOT EXISTS {database}.person_ids AS
-SELECT distinct_id, argMax(person_id, version) AS person_id
-FROM {database}.identities
-WHERE app = {app:String}
-GROUP BY distinct_id;
-
 -- Events of one app in [from_ts, to_ts), attributed to the person each distinct id belongs to
 -- now, so events sent before a merge count for the merged person. A parameterised view:
 --   SELECT event, count() FROM tracktor.person_events(app = 'demo-video',
@@ -24,4 +17,10 @@ FROM
     FROM {database}.events FINAL
     WHERE app = {app:String} AND ts >= {from_ts:DateTime64(3, 'UTC')} AND ts < {to_ts:DateTime64(3, 'UTC')}
 ) AS e
-LEFT JOIN {database}.person_ids(app = {app:String}) AS i USING (distinct_id)
+LEFT JOIN
+(
+    SELECT distinct_id, argMax(person_id, version) AS person_id
+    FROM {database}.identities
+    WHERE app = {app:String}
+    GROUP BY distinct_id
+) AS i USING (distinct_id)

@@ -38,6 +38,32 @@ WHERE app = {app:String} AND segment = {segment:String}
 GROUP BY person_id
 HAVING argMax(change, version) = 'entered';
 
+-- Each distinct id's current person (ids with no row are their own person), as a view of
+-- its own for the views below; person_events (0004) is redefined on it, so the rule lives
+-- in one place. 0004 itself stays as applied: migrations are never edited once released.
+CREATE VIEW IF NOT EXISTS {database}.person_ids AS
+SELECT distinct_id, argMax(person_id, version) AS person_id
+FROM {database}.identities
+WHERE app = {app:String}
+GROUP BY distinct_id;
+
+CREATE OR REPLACE VIEW {database}.person_events AS
+SELECT
+    e.event_id AS event_id,
+    e.kind AS kind,
+    e.event AS event,
+    e.distinct_id AS distinct_id,
+    if(i.person_id = '', e.distinct_id, i.person_id) AS person,
+    e.ts AS ts,
+    e.data AS data
+FROM
+(
+    SELECT event_id, kind, event, distinct_id, ts, data
+    FROM {database}.events FINAL
+    WHERE app = {app:String} AND ts >= {from_ts:DateTime64(3, 'UTC')} AND ts < {to_ts:DateTime64(3, 'UTC')}
+) AS e
+LEFT JOIN {database}.person_ids(app = {app:String}) AS i USING (distinct_id);
+
 -- Daily rollup per app, event and distinct id, kept by a materialized view as events are
 -- inserted. The count is a set of event ids, so a replayed insert adds nothing; the people
 -- are counted at query time through person_ids, so merges stay exact.

@@ -16,7 +16,7 @@ from tracktor import analytics, loader, report, stack, warehouse
 from tracktor.collector import Collector
 from tracktor.config import Config
 from tracktor.progress import step
-from tracktor.sample_data import DAY_MS, Generator
+from tracktor.sample_data import Generator
 
 
 def demo_config(cfg: Config) -> Config:

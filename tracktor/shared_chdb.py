@@ -156,40 +156,38 @@ class RemoteClient:
         self.local: OwnerClient | None = None
         self.address: dict | None = None
 
-    def _call(self, what: str, body: dict):
+    def _call(self, what: str, body: dict, local, remote=lambda result: result):
+        """`remote(answer)` of the owner's answer to `what`, or `local(owner)` once this
+        process has become the owner (the previous one left)."""
         for attempt in range(2):
-            if self.local is not None:
-                return None
-            if self.address is None:
+            if self.local is None and self.address is None:
                 self.local, self.address = _resolve(self.path)
-                if self.local is not None:  # the owner left and we took over
-                    return None
+            if self.local is not None:
+                return local(self.local)
             req = urllib.request.Request(
                 f"http://127.0.0.1:{self.address['port']}/{what}", data=json.dumps(_encode(body)).encode(),
                 headers={"X-Tracktor-Token": self.address["token"], "Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(req, timeout=600) as resp:
-                    return _decode(json.loads(resp.read())["result"])
+                    return remote(_decode(json.loads(resp.read())["result"]))
             except urllib.error.HTTPError as e:
                 raise OwnerError(json.loads(e.read()).get("error", str(e))) from None
             except OSError:
                 if attempt:
                     raise
                 self.address = None  # the owner is gone: look again
-        return None
 
     def query(self, sql: str, parameters: dict | None = None):
-        rows = self._call("query", {"sql": sql, "parameters": parameters})
-        return self.local.query(sql, parameters) if self.local else Result(rows)
+        return self._call("query", {"sql": sql, "parameters": parameters},
+                          lambda owner: owner.query(sql, parameters), Result)
 
     def command(self, sql: str, parameters: dict | None = None):
-        out = self._call("command", {"sql": sql, "parameters": parameters})
-        return self.local.command(sql, parameters) if self.local else out
+        return self._call("command", {"sql": sql, "parameters": parameters},
+                          lambda owner: owner.command(sql, parameters))
 
     def insert(self, table: str, data: list, column_names: list[str]):
-        self._call("insert", {"table": table, "data": data, "column_names": column_names})
-        if self.local:
-            self.local.insert(table, data, column_names)
+        self._call("insert", {"table": table, "data": data, "column_names": column_names},
+                   lambda owner: owner.insert(table, data, column_names))
 
     def close(self) -> None:
         if self.local:
@@ -199,6 +197,10 @@ class RemoteClient:
 
 def owner_file(path: Path) -> Path:
     return path.with_name(path.name + ".owner.json")
+
+
+def lock_file(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
 
 
 _OWNED: dict[Path, OwnerClient] = {}  # paths this process owns
@@ -211,7 +213,7 @@ def _resolve(path: Path) -> tuple[OwnerClient | None, dict | None]:
         return _OWNED[path], None
     deadline = time.monotonic() + OWNER_WAIT_S
     while True:
-        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock_file(path), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -236,7 +238,7 @@ def wait_released(path: Path, timeout_s: float = 120.0) -> None:
     if path in _OWNED:
         return
     deadline = time.monotonic() + timeout_s
-    lock = path.with_name(path.name + ".lock")
+    lock = lock_file(path)
     while lock.exists():
         fd = os.open(lock, os.O_RDWR)
         try:

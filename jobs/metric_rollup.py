@@ -71,7 +71,7 @@ class WarehouseWriter(ProcessFunction):
                 raise RuntimeError(f"writing to ClickHouse failed: {self.error}") from self.error
             for table, row in rows:
                 self.batcher.add(table, row)
-            if self.batcher.count >= self.max_rows:
+            if self.batcher.due():
                 self.flush()
 
     def flush(self):

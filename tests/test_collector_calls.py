@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.parse
 
 import jsonschema
 import pytest
 
 from tests.test_schemas import SCHEMAS
 from tracktor.config import App
-from udfs.collector import CallError, envelope, method_of, parse_data, signature, signature_ok
+from udfs.collector import CallError, envelope, method_of, new_event_id, parse_data, query_params, signature, signature_ok
 
 SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
 OPEN = App(sid="open", name="Open", secret=SECRET, signed_only=False, cart_timeout_seconds=1800,
@@ -114,6 +115,26 @@ def test_a_client_event_id_is_kept_and_checked():
             envelope("track", {**params, "event_id": bad}, OPEN, NOW)
 
 
+def test_new_event_ids_are_unique_and_differ_in_a_forked_child():
+    import os
+    ids = {new_event_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child writes its first id and leaves at once
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child[:16] != new_event_id()[:16] and child not in ids
+
+
+def test_query_parameters_are_decoded_as_forms_are():
+    assert query_params("sid=s&data=%7B%22a%22%3A+%22%C3%9C+%E2%9C%93%22%7D&x=&&y") == \
+        {"sid": "s", "data": '{"a": "\u00dc \u2713"}', "x": "", "y": ""}
+    assert query_params("id=100%25+sure&bad=%zz%4&esc=a%5Cx41\\") == {"id": "100% sure", "bad": "%zz%4", "esc": "a\\x41\\"}
+
+
 # -- property test: no input crashes the call logic or makes an envelope outside its schema --
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
@@ -138,3 +159,15 @@ def test_no_input_crashes_the_collector_logic_or_breaks_the_raw_schema(method, p
         return
     jsonschema.validate(env, SCHEMAS["tracktor.raw"])
     json.dumps(env, allow_nan=False)  # what goes to Kafka is plain JSON
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from("%+\\=&abcXYZ019fF\u00e9\u00ff x"), max_size=30)
+       | st.builds(urllib.parse.urlencode, st.dictionaries(st.text(max_size=6), st.text(max_size=20), max_size=4)))
+def test_query_parameters_decode_as_the_standard_library_does(text):
+    expected = {}
+    for part in text.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            expected[urllib.parse.unquote_plus(key)] = urllib.parse.unquote_plus(value)
+    assert query_params(text) == expected

@@ -13,8 +13,8 @@ in udfs/collector.py.
 
 How it is fast: one asyncio event loop (uvloop) serves every connection, and librdkafka
 (confluent-kafka) batches the records of all in-flight requests into few produce requests.
-A request never blocks the loop while Kafka acknowledges: librdkafka's delivery reports,
-read by a poller thread, complete the request on the loop.
+A request never blocks the loop while Kafka acknowledges: the loop reads librdkafka's
+delivery reports every millisecond while records are in flight, and they complete the requests.
 """
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ import re
 import socket
 import threading
 import time
-from urllib.parse import unquote_plus, urlsplit
+from collections import namedtuple
+from urllib.parse import urlsplit
 
 import orjson
 
 from tracktor import ROOT
 from tracktor.config import Config
 from tracktor.http_wire import Request, WireError, parse_head, response
-from udfs.collector import CallError, envelope, method_of
+from udfs.collector import CallError, envelope, method_of, query_params
 
 log = logging.getLogger(__name__)
 GET_METHODS = {"/track": "track", "/set": "set", "/alias": "alias"}
@@ -39,6 +40,8 @@ LIBRARY = ROOT / "tracktor" / "static" / "tio.js"
 OPENAPI = ROOT / "docs" / "openapi.yaml"
 SCRIPT_PATH = re.compile(r"/scripts/([A-Za-z0-9_.-]{1,64})\.js")
 MAX_QUERY_BYTES = 16 * 1024
+POLL_SECONDS = 0.001
+_Target = namedtuple("_Target", "path query")
 PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type"))
 
 
@@ -65,9 +68,8 @@ class Collector:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connections: set[_Connection] = set()
         self._producer = None
-        self._stopping = threading.Event()
-        self._completed: list = []  # (done, error) pairs the poller hands to the loop
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
+        self._polling: asyncio.TimerHandle | None = None
 
     @property
     def address(self) -> str:
@@ -84,6 +86,7 @@ class Collector:
             "linger.ms": 2, "compression.type": "lz4", "message.timeout.ms": timeout_ms,
             "socket.connection.setup.timeout.ms": max(1000, timeout_ms), "log_level": 3,
             "logger": logging.getLogger("tracktor.collector.kafka")})
+        self._connect()
         self.loop = _new_loop()
         ready = threading.Event()
 
@@ -94,19 +97,19 @@ class Collector:
             ready.set()
             self.loop.run_forever()
 
-        def poll():  # delivery reports call back from here; completed requests go to the loop in bulk
-            while not self._stopping.is_set():
-                self._producer.poll(0.05)
-                if self._completed:
-                    completed, self._completed = self._completed, []
-                    self.loop.call_soon_threadsafe(_run_all, completed)
-
-        self._threads = [threading.Thread(target=serve, name="collector", daemon=True),
-                         threading.Thread(target=poll, name="collector-kafka", daemon=True)]
-        for t in self._threads:
-            t.start()
+        self._thread = threading.Thread(target=serve, name="collector", daemon=True)
+        self._thread.start()
         ready.wait(10)
         return self
+
+    def _connect(self) -> None:
+        """Meet the broker before the first request does (that took ~0.7 s); a collector
+        without Kafka still starts and answers 503 until Kafka is back."""
+        from confluent_kafka import KafkaException
+        try:
+            self._producer.list_topics(self.topic, timeout=self.kafka_timeout_s)
+        except KafkaException as e:
+            log.warning("Kafka at %s is not reachable yet: %s", self.bootstrap_servers, e)
 
     def stop(self) -> None:
         """Stop serving, closing kept-alive connections too (clients see it as down), and
@@ -117,13 +120,12 @@ class Collector:
         def shutdown():
             self.server.close()
             for conn in list(self.connections):
+                conn.closed = True
                 conn.transport.abort()
             self.loop.stop()
 
         self.loop.call_soon_threadsafe(shutdown)
-        self._threads[0].join(10)
-        self._stopping.set()
-        self._threads[1].join(10)
+        self._thread.join(10)
         self._producer.flush(self.kafka_timeout_s)
         self.loop.close()
         self.loop = None
@@ -159,46 +161,38 @@ class Collector:
     def produce(self, envs: list[dict], done) -> None:
         """Hand the envelopes to Kafka; `done(error or None)` runs on the loop once Kafka
         acknowledged all of them (acks=all) or one failed."""
-        state = {"left": len(envs), "failed": False}
+        left = [len(envs)]
 
-        def report(err, _msg):  # in the poller thread, during poll()
-            if state["failed"]:
-                return
-            if err is not None:
-                state["failed"] = True
-                self._completed.append((done, err))
-                return
-            state["left"] -= 1
-            if state["left"] == 0:
-                self._completed.append((done, None))
+        def report(err, _msg):  # on the loop, from _poll
+            if left[0] <= 0:
+                return  # answered already: one of them failed
+            left[0] = 0 if err is not None else left[0] - 1
+            if err is not None or left[0] == 0:
+                done(err)
 
         try:
             for env in envs:
                 self._producer.produce(self.topic, orjson.dumps(env), env["app"].encode(), on_delivery=report)
         except BufferError:  # the local queue is full: Kafka has been away for a while
-            state["failed"] = True
+            left[0] = 0
             done("the producer's queue is full")
+        if self._polling is None:
+            self._polling = self.loop.call_later(POLL_SECONDS, self._poll)
+
+    def _poll(self) -> None:
+        """Serve librdkafka's delivery reports on the loop, every POLL_SECONDS while records
+        are in flight: no thread hands them over, and the GIL is not passed back and forth."""
+        self._producer.poll(0)
+        self._polling = self.loop.call_later(POLL_SECONDS, self._poll) if len(self._producer) else None
 
 
-def _run_all(completed: list) -> None:
-    for done, error in completed:
-        done(error)
-
-
-def _query(text: str) -> dict[str, str]:
-    """URL query parameters (the last of repeated ones), decoding only what is encoded:
-    parse_qsl's cost was a third of a GET request's."""
-    params = {}
-    for part in text.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        if "%" in key or "+" in key:
-            key = unquote_plus(key)
-        if "%" in value or "+" in value:
-            value = unquote_plus(value)
-        params[key] = value
-    return params
+def _target(target: str) -> _Target:
+    """Path and query of a request target; urlsplit only for the rare absolute form."""
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        return _Target(path, query.partition("#")[0])
+    parts = urlsplit(target)
+    return _Target(parts.path, parts.query)
 
 
 def _at(i: int, calls: list, reason: str) -> str:
@@ -269,12 +263,12 @@ class _Connection(asyncio.Protocol):
 
     # -- routes ----------------------------------------------------------------------------
     def _handle(self, req: Request) -> None:
-        url = urlsplit(req.target)
+        url = _target(req.target)
         if req.method == "OPTIONS":  # CORS preflight for browsers posting JSON to /batch
             return self._send(response(204, b"", keep_alive=req.keep_alive, extra=PREFLIGHT), req.keep_alive)
         if req.method == "GET":
             if url.path in GET_METHODS:
-                params = _query(url.query)
+                params = query_params(url.query)
                 return self._accept(req, [(GET_METHODS[url.path], params)])
             if url.path == "/health":
                 return self._reply(req, 200, {"ok": True})
@@ -304,7 +298,7 @@ class _Connection(asyncio.Protocol):
             return self._reply(req, 400, {"error": "body must be a non-empty JSON array of call objects"})
         if len(calls) > limits["max_batch_calls"]:
             return self._reply(req, 413, {"error": f"more than {limits['max_batch_calls']} calls in one batch"})
-        default_sid = _query(query).get("sid")
+        default_sid = query_params(query).get("sid")
         prepared = []
         for c in calls:
             params = dict(c)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
 import shutil
 import statistics
@@ -33,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 
 from tracktor import config, stack  # noqa: E402
-from tracktor.collector import Collector  # noqa: E402
+from tracktor.collector_processes import CollectorProcesses  # noqa: E402
 from tracktor.envelopes import to_call  # noqa: E402
 from tracktor.kafka_local import LocalKafka  # noqa: E402
 from tracktor.sample_data import Generator  # noqa: E402
+
+WARM_UP_S = 3
 
 
 def kafka_baseline(bootstrap: str, topic: str, envs: list[dict]) -> float:
@@ -60,15 +63,18 @@ def kafka_baseline(bootstrap: str, topic: str, envs: list[dict]) -> float:
 
 
 def wrk(address: str, seconds: float, connections: int, script: str) -> tuple[float, float, float, int]:
-    """(requests/s, p50 ms, p99 ms, error responses) from a wrk run with a Lua script."""
+    """(requests/s, p50 ms, p99 ms, error responses) from a wrk run with a Lua script, after
+    an unmeasured run of WARM_UP_S (the broker's JIT, the producers' connections)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", f.name, address],
-                         capture_output=True, text=True, check=True).stdout
+    for run_s in (WARM_UP_S, seconds):
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{run_s:.0f}s", "--latency", "-s", f.name, address],
+                             capture_output=True, text=True, check=True).stdout
 
     def ms(label):
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    print(out, file=sys.stderr) if os.environ.get("WRK_OUT") else None
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms(50), ms(99), int(errors.group(1)) if errors else 0
 
@@ -111,8 +117,11 @@ def python_clients(address: str, seconds: float, clients: int, make) -> tuple[fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--get-connections", type=int, default=128, help="many browsers, one call per request")
+    ap.add_argument("--batch-connections", type=int, default=16, help="fewer senders of big batches")
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="collector processes (collector.workers)")
+    ap.add_argument("--rounds", type=int, default=3, help="the median round is the result (this machine is noisy)")
     args = ap.parse_args()
     cfg = config.load()
     envs = list(Generator(seed=1, people=6000))
@@ -120,34 +129,46 @@ def main() -> None:
     gets = ["/track?" + urllib.parse.urlencode({"sid": e["app"], "ts": e["ts"], "id": e["id"], "action": e["action"],
                                                 "data": json.dumps(e["data"])}) for e in tracks]
     bodies = [json.dumps([to_call(e) for e in envs[i:i + args.batch]]) for i in range(0, len(envs) - args.batch, args.batch)]
+    get_script = lua_list("paths", gets) + (
+        "local i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n")
+    batch_script = lua_list("bodies", bodies) + (
+        "local i = 0\nwrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
+        "request = function()\n  i = i + 1\n  return wrk.format('POST', '/batch', nil, bodies[(i % #bodies) + 1])\nend\n")
     has_wrk = shutil.which("wrk") is not None
-    with LocalKafka(Path(tempfile.mkdtemp(prefix="bench-collector-"))) as broker:
+    rounds = []  # (baseline events/s, get result, batch result)
+    with LocalKafka(Path(tempfile.mkdtemp(prefix="bench-collector-", dir="/dev/shm"))) as broker:
         stack.ensure_topics(broker.bootstrap_servers, cfg.topics, 4)
-        base = kafka_baseline(broker.bootstrap_servers, cfg.topics["raw"], envs * 5)
-        collector = Collector(cfg, broker.bootstrap_servers, port=0).start()
-        if has_wrk:
-            get = wrk(collector.address, args.seconds, args.connections, lua_list("paths", gets) + (
-                "local i = 0\nrequest = function()\n  i = i + 1\n"
-                "  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n"))
-            batch = wrk(collector.address, args.seconds, args.connections, lua_list("bodies", bodies) + (
-                "local i = 0\nwrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
-                "request = function()\n  i = i + 1\n"
-                "  return wrk.format('POST', '/batch', nil, bodies[(i % #bodies) + 1])\nend\n"))
-        else:
-            get = python_clients(collector.address, args.seconds, 8, lambda n: ("GET", gets[n % len(gets)], None))
-            batch = python_clients(collector.address, args.seconds, 8, lambda n: ("POST", "/batch", bodies[n % len(bodies)]))
+        collector = CollectorProcesses(cfg, broker.bootstrap_servers, args.workers, port=0).start()
+        for n in range(args.rounds):
+            base = kafka_baseline(broker.bootstrap_servers, cfg.topics["raw"], envs * 5)
+            if has_wrk:
+                get = wrk(collector.address, args.seconds, args.get_connections, get_script)
+                batch = wrk(collector.address, args.seconds, args.batch_connections, batch_script)
+            else:
+                get = python_clients(collector.address, args.seconds, 8, lambda k: ("GET", gets[k % len(gets)], None))
+                batch = python_clients(collector.address, args.seconds, 8,
+                                       lambda k: ("POST", "/batch", bodies[k % len(bodies)]))
+            rounds.append((base, get, (batch[0] * args.batch, *batch[1:])))
+            print(f"round {n + 1}: baseline {base:,.0f}/s, GET {get[0]:,.0f}/s p99 {get[2]:.1f} ms, "
+                  f"batch {batch[0] * args.batch:,.0f}/s p99 {batch[2]:.1f} ms", flush=True)
         collector.stop()
-    client = f"wrk, {args.connections} connections" if has_wrk else "8 Python client threads (no wrk: a floor)"
-    print(f"\n{client}, {args.seconds:.0f}s each, acks=all, broker and clients on the same 2 cores")
-    print(f"  {'librdkafka producer (baseline)':30s} {base:9,.0f} events/s")
-    for name, (rate, p50, p99, errors), per in (("single GET /track", get, 1), (f"POST /batch of {args.batch}", batch, args.batch)):
-        events = rate * per
-        print(f"  {name:30s} {events:9,.0f} events/s  {events / base:5.2f}x baseline   "
-              f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({rate:,.0f} requests/s, {errors} errors)")
-    print(json.dumps({"baseline_events_per_s": round(base),
-                      "get": {"events_per_s": round(get[0]), "p50_ms": get[1], "p99_ms": get[2], "errors": get[3]},
-                      "batch": {"events_per_s": round(batch[0] * args.batch), "p50_ms": batch[1], "p99_ms": batch[2],
-                                "errors": batch[3]}}))
+
+    def median(k):  # the round in the middle by events/s, with its own latencies and baseline
+        return sorted(rounds, key=lambda r: r[k][0])[len(rounds) // 2]
+
+    client = (f"wrk: GET from {args.get_connections} connections, /batch from {args.batch_connections}" if has_wrk
+              else "8 Python client threads (no wrk: a floor)")
+    print(f"\n{client}; {args.workers} collector process(es); {args.seconds:.0f}s runs after {WARM_UP_S}s warm-up; "
+          f"median of {args.rounds} rounds; acks=all; broker and clients on the same 2 cores")
+    result = {}
+    for key, k, name in (("get", 1, "single GET /track"), ("batch", 2, f"POST /batch of {args.batch}")):
+        base, *_ = r = median(k)
+        events, p50, p99, errors = r[k]
+        print(f"  {name:20s} {events:9,.0f} events/s  {events / base:5.2f}x the librdkafka producer's "
+              f"{base:,.0f}/s   p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({errors} errors)")
+        result[key] = {"events_per_s": round(events), "baseline_events_per_s": round(base), "p50_ms": p50, "p99_ms": p99,
+                       "errors": errors}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -136,12 +136,13 @@ def _serve(server, banner: str) -> int:
 
 def cmd_collector(args) -> int:
     from tracktor import stack
-    from tracktor.collector import Collector
+    from tracktor.collector_processes import CollectorProcesses
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
     stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
-    collector = Collector(cfg, bootstrap, port=args.port).start()
-    return _serve(collector, f"collector at {collector.address} -> {cfg.topics['raw']} on {bootstrap}")
+    collector = CollectorProcesses(cfg, bootstrap, args.workers, port=args.port).start()
+    return _serve(collector, f"collector at {collector.address} ({collector.workers} processes) "
+                             f"-> {cfg.topics['raw']} on {bootstrap}")
 
 
 def cmd_serve(args) -> int:
@@ -222,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("collector", help="serve the HTTP tracking API (to tracktor.raw)")
     c.add_argument("--port", type=int, default=None, help="port (default: collector.port in the config)")
+    c.add_argument("--workers", type=int, default=None, help="processes serving the port (default: collector.workers)")
     c.set_defaults(func=cmd_collector)
 
     d = sub.add_parser("demo", help="the whole pipeline over sample data")

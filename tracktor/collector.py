@@ -55,14 +55,15 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 class Collector:
     def __init__(self, cfg: Config, bootstrap_servers: str, host: str | None = None, port: int | None = None,
-                 kafka_timeout_s: float = 5.0):
+                 kafka_timeout_s: float = 5.0, reuse_port: bool = False):
+        """`reuse_port`: share the port with other collector processes (collector.workers)."""
         self.cfg = cfg
         self.topic = cfg.topics["raw"]
         self.limits = cfg.collector
         self.bootstrap_servers = bootstrap_servers
         self.kafka_timeout_s = kafka_timeout_s
         self.sock = socket.create_server((host or cfg.collector["host"], cfg.collector["port"] if port is None else port),
-                                         backlog=1024, reuse_port=False)
+                                         backlog=1024, reuse_port=reuse_port)
         self.library = LIBRARY.read_text()
         self.openapi = OPENAPI.read_bytes()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -83,7 +84,7 @@ class Collector:
         timeout_ms = int(self.kafka_timeout_s * 1000)
         self._producer = Producer({
             "bootstrap.servers": self.bootstrap_servers, "acks": "all", "enable.idempotence": True,
-            "linger.ms": 2, "compression.type": "lz4", "message.timeout.ms": timeout_ms,
+            "linger.ms": 5, "compression.type": "lz4", "message.timeout.ms": timeout_ms,
             "socket.connection.setup.timeout.ms": max(1000, timeout_ms), "log_level": 3,
             "logger": logging.getLogger("tracktor.collector.kafka")})
         self._connect()

@@ -213,10 +213,11 @@ def parse(tree: Any, path: Path) -> Config:
         r.fail("identity.anonymous_retention", "must be at least 1s")
 
     co = r.mapping(top.get("collector") or {}, "collector", optional=(
-        "host", "port", "max_body_bytes", "max_batch_calls", "public_url"))
+        "host", "port", "workers", "max_body_bytes", "max_batch_calls", "public_url"))
     collector = {
         "host": r.string(co.get("host", "127.0.0.1"), "collector.host"),
         "port": r.integer(co.get("port", 8080), "collector.port", 0),
+        "workers": r.integer(co.get("workers", 1), "collector.workers", 1),
         "max_body_bytes": r.integer(co.get("max_body_bytes", 1024 * 1024), "collector.max_body_bytes"),
         "max_batch_calls": r.integer(co.get("max_batch_calls", 1000), "collector.max_batch_calls"),
         "public_url": co.get("public_url") and r.string(co["public_url"], "collector.public_url").rstrip("/"),

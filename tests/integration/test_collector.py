@@ -177,3 +177,26 @@ def test_no_request_crashes_the_collector(setup, path, query, body):
     except urllib.error.HTTPError as e:
         status = e.code
     assert status in (200, 400, 401, 403, 404, 411, 413), status
+
+
+def test_several_collector_processes_share_the_port_and_lose_nothing(kafka, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from tracktor.collector_processes import CollectorProcesses
+    cfg = make_config(tmp_path, "colprocs")
+    stack.ensure_topics(kafka, cfg.topics, 2)
+    group = CollectorProcesses(cfg, kafka, workers=3, port=0).start()
+    try:
+        assert len(group.children) == 2 and all(child.is_alive() for child in group.children)
+
+        def send(k):  # a new connection per call, so the kernel spreads them over the processes
+            return call(group.address, "/track", {"sid": "demo-video", "ts": 1700000000 + k, "id": f"u{k}", "action": "A"})
+        with ThreadPoolExecutor(8) as pool:
+            assert all(answer == (200, {"accepted": 1}) for answer in pool.map(send, range(300)))
+    finally:
+        group.stop()
+    assert not any(child.is_alive() for child in group.children)
+    envs = [v for _, v in read_topic(kafka, cfg.topics["raw"], timeout_ms=1500)]
+    assert sorted(e["id"] for e in envs) == sorted(f"u{k}" for k in range(300))
+    prefixes = {e["event_id"][:16] for e in envs}  # each process draws its own id prefix
+    assert len(prefixes) == 3 and len({e["event_id"] for e in envs}) == 300
+

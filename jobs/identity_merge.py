@@ -15,7 +15,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from tracktor import config as config_mod
-from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
+from tracktor.flink import insert_into_kafka, kafka_rows, key_by_record_key, output_type, stream_env
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter, is_anonymous, parse_raw
 from udfs.identity import JOB, IdentityMerger
@@ -69,8 +69,8 @@ class IdentityMergeFunction(KeyedProcessFunction):
                                                         self.topics["raw"])
         return merger
 
-    def process_element(self, row, ctx):
-        app, text = ctx.get_current_key(), row[1]
+    def process_element(self, text, ctx):
+        app = ctx.get_current_key()
         try:
             env = parse_raw(text)
             if env["app"] != app:
@@ -85,7 +85,7 @@ class IdentityMergeFunction(KeyedProcessFunction):
 def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool, anonymous_retention_s: float = 90 * 86400):
     """Wire the job; returns the TableResult of its Kafka insert."""
     raw = kafka_rows(t_env, "raw_in", bootstrap_servers, topics["raw"], "tracktor-identity-merge", bounded)
-    out = (raw.key_by(lambda r: r[0] or "", key_type=Types.STRING())
+    out = (key_by_record_key(raw)
               .process(IdentityMergeFunction(topics, anonymous_retention_s), output_type=output_type())
               .uid("identity-merge").name("identity merge"))
     return insert_into_kafka(t_env, out, "identity_out", bootstrap_servers,

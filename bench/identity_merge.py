@@ -5,7 +5,9 @@ second devices, aliases, properties, carts) through the same Kafka source, the s
 envelope parsing (udfs.envelope.parse_raw) and the same exactly-once Kafka sink. The
 baseline pass-through writes each parsed envelope back (Kafka -> Python -> Kafka); the
 keyed pass-through adds identity_merge's keying by app (done in the JVM, as the job does:
-tracktor.flink.key_by_record_key) — shown to separate the cost of keying from the merging.
+tracktor.flink.key_by_record_key) — shown to separate the cost of keying from the merging;
+the JVM copy is the same source and sink with no Python at all: the ceiling of any PyFlink
+job reading and writing Kafka on this machine.
 
 Throughput is counted from the output records' Kafka timestamps (first to last), so the
 mini-cluster start-up is left out; the wall time with start-up is printed beside it.
@@ -99,7 +101,7 @@ def main() -> None:
         raw_topic = {"raw": "bench.raw"}
         stack.ensure_topics(bs, raw_topic, 4)
         loader.send(bs, raw_topic["raw"], envs, total=len(envs), label="raw calls sent")
-        runs = [(name, p) for p in (1, 2) for name in ("pass-through", "keyed pass-through", "identity_merge")]
+        runs = [(name, p) for p in (1, 2) for name in ("JVM copy", "pass-through", "keyed pass-through", "identity_merge")]
         for name, parallelism in runs:
             run_id = f"{name.replace('_', '-').replace(' ', '-')}-p{parallelism}"
             topics = {"raw": raw_topic["raw"], **{r: f"bench.{run_id}.{r}" for r in identity_merge.OUTPUT_ROLES}}
@@ -108,7 +110,11 @@ def main() -> None:
                      "checkpoint_interval_ms": 5000, "checkpoint_dir": str(tmp / "chk" / run_id)}
             env, t_env = stream_env(flink, run_id)
             t = time.monotonic()
-            if name.endswith("pass-through"):
+            if name == "JVM copy":
+                rows = kafka_rows(t_env, "raw_in", bs, topics["raw"], "bench-jvm-copy", bounded=True)
+                insert_into_kafka(t_env, rows, "copy_out", bs, [topics["events"]], "bench-jvm-copy").wait()
+                out_topics = [topics["events"]]
+            elif name.endswith("pass-through"):
                 pass_through(env, t_env, bs, topics, keyed=name.startswith("keyed")).wait()
                 out_topics = [topics["events"]]
             else:
@@ -129,8 +135,10 @@ def main() -> None:
         summary[f"p{p}"] = {"identity_calls_per_s": round(results[("identity_merge", p)]),
                             "pass_through_calls_per_s": round(results[("pass-through", p)]),
                             "keyed_pass_through_calls_per_s": round(results[("keyed pass-through", p)]),
+                            "jvm_copy_calls_per_s": round(results[("JVM copy", p)]),
                             "ratio_to_pass_through": round(ratio, 2), "ratio_to_keyed_pass_through": round(keyed, 2)}
-        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}   (/ keyed pass-through = {keyed:.2f})")
+        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}   (/ keyed pass-through = {keyed:.2f}; "
+              f"/ JVM copy = {results[('identity_merge', p)] / results[('JVM copy', p)]:.2f})")
     print(json.dumps(summary))
 
 

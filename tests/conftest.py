@@ -71,16 +71,33 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", **fl
     return config.load(path)
 
 
-def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 3000) -> list[tuple[str, dict]]:
-    """Every committed record of a topic as (key, value)."""
+def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> list[tuple[str, dict]]:
+    """Every record of a topic committed when the call starts, as (key, value): read up to
+    the end offsets (the last stable ones, read_committed), not until the topic has been
+    quiet for a while, which a loaded machine could mistake for the end."""
     import json
+    import time
 
-    from kafka import KafkaConsumer
+    from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
-                             enable_auto_commit=False, isolation_level="read_committed",
-                             consumer_timeout_ms=timeout_ms)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    deadline = time.monotonic() + timeout_ms / 1000
     try:
-        return [(m.key.decode() if m.key else None, json.loads(m.value)) for m in consumer]
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        assert partitions, f"topic {topic} has no partitions"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records = {tp: [] for tp in tps}
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_ms} ms"
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records[tp] += [m for m in batch if m.offset < end[tp]]
+        return [(m.key.decode() if m.key else None, json.loads(m.value)) for tp in tps for m in records[tp]]
     finally:
         consumer.close()

@@ -88,10 +88,10 @@ def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka
     assert cli(cfg, "load", "--people", "5", "--seed", "3", timeout=60).returncode == 0
 
     def events():
-        return [v["event_id"] for _, v in read_topic(kafka, cfg.topics["events"], timeout_ms=1000)]
+        return [v["event_id"] for _, v in read_topic(kafka, cfg.topics["events"])]
 
     def profile(person):
-        found = [v for _, v in read_topic(kafka, cfg.topics["profiles"], timeout_ms=1000) if v["person_id"] == person]
+        found = [v for _, v in read_topic(kafka, cfg.topics["profiles"]) if v["person_id"] == person]
         return found[-1]["properties"] if found else None
 
     job = start_job(cfg)

@@ -100,7 +100,7 @@ def site(kafka, tmp_path_factory):
 
 
 def raw_calls(kafka, cfg, person_ids):
-    return [v for _, v in read_topic(kafka, cfg.topics["raw"], timeout_ms=1500)
+    return [v for _, v in read_topic(kafka, cfg.topics["raw"])
             if v.get("id") in person_ids or v.get("previous_id") in person_ids]
 
 

@@ -46,7 +46,7 @@ def call(base, path, params=None, body=None):
 
 
 def raw(kafka, cfg):
-    return [v for _, v in read_topic(kafka, cfg.topics["raw"], timeout_ms=1500)]
+    return [v for _, v in read_topic(kafka, cfg.topics["raw"])]
 
 
 def test_the_seeds_example_calls_arrive_on_kafka_as_envelopes(setup, kafka):
@@ -195,7 +195,7 @@ def test_several_collector_processes_share_the_port_and_lose_nothing(kafka, tmp_
     finally:
         group.stop()
     assert not any(child.is_alive() for child in group.children)
-    envs = [v for _, v in read_topic(kafka, cfg.topics["raw"], timeout_ms=1500)]
+    envs = [v for _, v in read_topic(kafka, cfg.topics["raw"])]
     assert sorted(e["id"] for e in envs) == sorted(f"u{k}" for k in range(300))
     prefixes = {e["event_id"][:16] for e in envs}  # each process draws its own id prefix
     assert len(prefixes) == 3 and len({e["event_id"] for e in envs}) == 300

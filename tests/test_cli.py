@@ -55,6 +55,44 @@ def test_a_job_without_a_broker_says_how_to_start_one(tmp_path):
     assert out.returncode == 2 and "bin/tracktor kafka start" in out.stderr
 
 
+def _running(pid: str) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_collector_command_serves_from_several_processes_and_stops_them_all(kafka, tmp_path):
+    import urllib.request
+    from tracktor.kafka_local import free_port
+    cfg = make_config(tmp_path, "cli-collector", bootstrap_servers=kafka)
+    assert cli(cfg, "collector", "--workers", "0", timeout=60).returncode == 2
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "collector",
+                               "--workers", "2", "--port", str(port)], cwd=ROOT, env=clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = server.stdout.readline()
+        assert f"collector at http://127.0.0.1:{port} (2 processes)" in banner, banner
+        url = f"http://127.0.0.1:{port}/track?sid=demo-video&ts=1429186474&id=u1&action=A"
+        for _ in range(20):
+            with urllib.request.urlopen(url, timeout=30) as r:
+                assert r.status == 200
+        children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "no collector child process"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(60) == 0
+        deadline = time.monotonic() + 10  # multiprocessing's resource tracker leaves when it sees its parent gone
+        while [c for c in children if _running(c)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [c for c in children if _running(c)]
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert len([v for _, v in read_topic(kafka, cfg.topics["raw"])]) == 20
+
+
 def start_job(cfg, name="identity_merge"):
     log = open(cfg.data_dir.parent / f"{name}.log", "ab")
     job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", name],

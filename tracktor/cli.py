@@ -118,6 +118,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    import argparse
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _serve(server, banner: str) -> int:
     """Print the banner, serve (logging at INFO) until SIGINT or SIGTERM, then stop the server."""
     import logging
@@ -223,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("collector", help="serve the HTTP tracking API (to tracktor.raw)")
     c.add_argument("--port", type=int, default=None, help="port (default: collector.port in the config)")
-    c.add_argument("--workers", type=int, default=None, help="processes serving the port (default: collector.workers)")
+    c.add_argument("--workers", type=_at_least_one, default=None, help="processes serving the port (default: collector.workers)")
     c.set_defaults(func=cmd_collector)
 
     d = sub.add_parser("demo", help="the whole pipeline over sample data")

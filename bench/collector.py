@@ -15,6 +15,7 @@ figures are a floor. Every run checks that no response was an error.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import http.client
 import json
@@ -138,7 +139,10 @@ def main() -> None:
     gc.freeze()  # the collector runs in this process: its collections need not scan the test data
     has_wrk = shutil.which("wrk") is not None
     rounds = []  # (baseline events/s, get result, batch result)
-    with LocalKafka(Path(tempfile.mkdtemp(prefix="bench-collector-", dir="/dev/shm"))) as broker:
+    shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # the broker's log in memory: no disk stalls
+    tmp = tempfile.mkdtemp(prefix="bench-collector-", dir=shm)
+    atexit.register(shutil.rmtree, tmp, True)
+    with LocalKafka(Path(tmp)) as broker:
         stack.ensure_topics(broker.bootstrap_servers, cfg.topics, 4)
         collector = CollectorProcesses(cfg, broker.bootstrap_servers, args.workers, port=0).start()
         for n in range(args.rounds):

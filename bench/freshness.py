@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -183,6 +185,7 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=300, help="background calls per second during the probes")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
+    atexit.register(shutil.rmtree, tmp, True)
     with LocalKafka(tmp / "kafka") as broker:
         out = {"write_rate": rollup_rate(tmp, broker.bootstrap_servers, args.rows),
                "freshness": freshness(tmp, broker.bootstrap_servers, args.probes, args.load)}

@@ -17,8 +17,10 @@ mini-cluster start-up is left out; the wall time with start-up is printed beside
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -89,6 +91,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000, help="raw calls to process (about)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-identity-"))
+    atexit.register(shutil.rmtree, tmp, True)
     people = max(1, args.events // (8 * len(APPS)))
     envs = list(Generator(seed=1, people=people, apps=APPS))
     merges = sum(e["type"] in ("identify", "alias") for e in envs)

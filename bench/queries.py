@@ -13,6 +13,7 @@ re-attribution); each query's time is printed with its ratio to that scan.
 from __future__ import annotations
 
 import argparse
+import atexit
 import shutil
 import statistics
 import sys
@@ -91,6 +92,7 @@ def main() -> None:
                  for d in ("people", "event_people", "sets")]]
     for n in args.events:
         path = Path(tempfile.mkdtemp(prefix="bench-queries-"))
+        atexit.register(shutil.rmtree, path, True)
         client = warehouse.connect(f"chdb://{path / 'wh'}")
         warehouse.migrate(client, DB)
         rate = fill(client, n)

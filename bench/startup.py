@@ -9,7 +9,9 @@ Measures, in one run:
 """
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +33,8 @@ def main() -> None:
     from pyflink.common import Types
     from tracktor.flink import stream_env
 
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    atexit.register(shutil.rmtree, tmp, True)
     flink = {"execution_mode": "thread", "parallelism": 1, "state_backend": "hashmap",
              "checkpoint_interval_ms": 1000, "checkpoint_dir": str(tmp / "chk")}
     env, _ = stream_env(flink, "bench-startup")

@@ -10,7 +10,8 @@ import pytest
 
 from tests.test_schemas import SCHEMAS
 from tracktor.config import App
-from udfs.collector import CallError, envelope, method_of, new_event_id, parse_data, query_params, signature, signature_ok
+from udfs.collector import CallError, envelope, method_of, parse_data, query_params, signature, signature_ok
+from udfs.envelope import new_event_id
 
 SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
 OPEN = App(sid="open", name="Open", secret=SECRET, signed_only=False, cart_timeout_seconds=1800,

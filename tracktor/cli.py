@@ -119,7 +119,6 @@ def cmd_report(args) -> int:
 
 
 def _at_least_one(text: str) -> int:
-    import argparse
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)

@@ -1,14 +1,12 @@
 """Builders for `tracktor.raw` envelopes: the one place that knows their shape on the way in."""
 from __future__ import annotations
 
-import uuid
-
-from udfs.envelope import CART_METHODS
+from udfs.envelope import CART_METHODS, new_event_id
 
 
 def _envelope(kind: str, app: str, ts: int, event_id: str | None, received_at: int | None, **fields) -> dict:
     env = {
-        "event_id": event_id or uuid.uuid4().hex,
+        "event_id": event_id or new_event_id(),
         "app": app,
         "type": kind,
         "ts": int(ts),

@@ -9,13 +9,11 @@ from __future__ import annotations
 import codecs
 import hashlib
 import hmac
-import itertools
 import json
-import os
 import re
 from urllib.parse import unquote_plus
 
-from udfs.envelope import CART_METHODS, MAX_ACTION_LENGTH, MAX_ID_LENGTH
+from udfs.envelope import CART_METHODS, MAX_ACTION_LENGTH, MAX_ID_LENGTH, new_event_id
 
 CART_ACTION_OF = {method: action for action, method in CART_METHODS.items()}  # setCart -> set
 
@@ -173,25 +171,6 @@ def method_of(path_method: str, params: dict) -> str:
 
 
 CLIENT_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-class _EventIds:
-    """New event ids: 32 hex digits, a random 64-bit prefix drawn once per process (again in a
-    forked child) and a counter. uuid4 read the system's random source for every call and
-    cost a third of a batched call's time."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.prefix, self.counter = os.urandom(8).hex(), itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
-
-
-new_event_id = _EventIds()
-os.register_at_fork(after_in_child=new_event_id.reset)
 
 
 def _event_id(params: dict) -> str:

@@ -3,16 +3,18 @@
 All jobs read the same tracktor.raw (generated: 4 apps, anonymous visitors who identify,
 second devices, aliases, properties, carts) through the same Kafka source, the same
 envelope parsing (udfs.envelope.parse_raw) and the same exactly-once Kafka sink. The
-baseline pass-through writes each parsed envelope back (Kafka -> Python -> Kafka); the
-keyed pass-through adds identity_merge's keying by app (done in the JVM, as the job does:
-tracktor.flink.key_by_record_key) — shown to separate the cost of keying from the merging;
+baseline pass-through writes each parsed envelope back (Kafka -> Python -> Kafka), one
+Python call per record; the bundled pass-through does the same work behind identity_merge's
+own plumbing (records bundled and keyed by app in the JVM, one Python call per bundle:
+tracktor.flink.bundled_by_record_key), so the ratio to it is the cost of the merging alone;
 the JVM copy is the same source and sink with no Python at all: the ceiling of any PyFlink
-job reading and writing Kafka on this machine.
+job reading and writing Kafka on this machine. A JVM copy run first, not counted, warms
+the JVM's JIT (otherwise the first measured job pays for it).
 
 Throughput is counted from the output records' Kafka timestamps (first to last), so the
 mini-cluster start-up is left out; the wall time with start-up is printed beside it.
 
-    bin/tracktor setup && .venv/bin/python bench/identity_merge.py [--events 200000]
+    bin/tracktor setup && .venv/bin/python bench/identity_merge.py [--events 200000] [--bundle 500]
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ from pyflink.datastream import KeyedProcessFunction  # noqa: E402
 
 from jobs import identity_merge  # noqa: E402
 from tracktor import loader, stack  # noqa: E402
-from tracktor.flink import insert_into_kafka, kafka_rows, key_by_record_key, output_type, stream_env  # noqa: E402
+from tracktor.flink import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows,  # noqa: E402
+                            output_type, stream_env, unbundled)
 from tracktor.kafka_local import LocalKafka  # noqa: E402
 from tracktor.sample_data import Generator  # noqa: E402
 from udfs.envelope import BadRecord, parse_raw  # noqa: E402
@@ -52,23 +55,26 @@ def reparse(topic: str, row) -> Row:
     return Row(topic, row[0], orjson.dumps(env).decode())
 
 
-class KeyedReparse(KeyedProcessFunction):
+class BundledReparse(KeyedProcessFunction):
     def __init__(self, topic: str):
         self.topic = topic
 
-    def process_element(self, text, ctx):
-        yield reparse(self.topic, Row(ctx.get_current_key(), text))
+    def process_element(self, texts, ctx):
+        key = ctx.get_current_key()
+        rows = [reparse(self.topic, Row(key, text)) for text in texts]
+        yield Row([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
 
 
-def pass_through(env, t_env, bootstrap, topics, keyed: bool):
-    """Kafka -> parse_raw -> Kafka; `keyed` adds the key_by(app) identity_merge has."""
+def pass_through(env, t_env, bootstrap, topics, flink_cfg: dict, bundled: bool):
+    """Kafka -> parse_raw -> Kafka; `bundled` adds the bundling and keying identity_merge has."""
     raw = kafka_rows(t_env, "raw_in", bootstrap, topics["raw"], "bench-pass-through", bounded=True)
-    if keyed:
-        out = key_by_record_key(raw).process(KeyedReparse(topics["events"]), output_type=output_type())
+    topic = topics["events"]
+    if bundled:
+        bundles = bundled_by_record_key(raw, flink_cfg["bundle_max_records"], flink_cfg["bundle_max_delay_ms"])
+        out = unbundled(bundles.process(BundledReparse(topic), output_type=bundle_output_type()))
     else:
-        topic = topics["events"]
         out = raw.map(lambda r: reparse(topic, r), output_type=output_type())
-    return insert_into_kafka(t_env, out, "pass_out", bootstrap, [topics["events"]], "bench-pass-through")
+    return insert_into_kafka(t_env, out, "pass_out", bootstrap, [topic], "bench-pass-through")
 
 
 def span(bootstrap: str, topics: list[str]) -> tuple[int, float]:
@@ -89,6 +95,7 @@ def span(bootstrap: str, topics: list[str]) -> tuple[int, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000, help="raw calls to process (about)")
+    ap.add_argument("--bundle", type=int, default=500, help="flink.bundle_max_records for the bundled jobs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-identity-"))
     atexit.register(shutil.rmtree, tmp, True)
@@ -104,43 +111,46 @@ def main() -> None:
         raw_topic = {"raw": "bench.raw"}
         stack.ensure_topics(bs, raw_topic, 4)
         loader.send(bs, raw_topic["raw"], envs, total=len(envs), label="raw calls sent")
-        runs = [(name, p) for p in (1, 2) for name in ("JVM copy", "pass-through", "keyed pass-through", "identity_merge")]
+        names = ("JVM copy", "pass-through", "bundled pass-through", "identity_merge")
+        runs = [("JVM warm-up", 1)] + [(name, p) for p in (1, 2) for name in names]
         for name, parallelism in runs:
             run_id = f"{name.replace('_', '-').replace(' ', '-')}-p{parallelism}"
             topics = {"raw": raw_topic["raw"], **{r: f"bench.{run_id}.{r}" for r in identity_merge.OUTPUT_ROLES}}
             stack.ensure_topics(bs, topics, 4)
             flink = {"execution_mode": "thread", "parallelism": parallelism, "state_backend": "hashmap",
-                     "checkpoint_interval_ms": 5000, "checkpoint_dir": str(tmp / "chk" / run_id)}
+                     "checkpoint_interval_ms": 5000, "checkpoint_dir": str(tmp / "chk" / run_id),
+                     "bundle_max_records": args.bundle, "bundle_max_delay_ms": 100}
             env, t_env = stream_env(flink, run_id)
             t = time.monotonic()
-            if name == "JVM copy":
+            if name in ("JVM copy", "JVM warm-up"):
                 rows = kafka_rows(t_env, "raw_in", bs, topics["raw"], "bench-jvm-copy", bounded=True)
                 insert_into_kafka(t_env, rows, "copy_out", bs, [topics["events"]], "bench-jvm-copy").wait()
                 out_topics = [topics["events"]]
             elif name.endswith("pass-through"):
-                pass_through(env, t_env, bs, topics, keyed=name.startswith("keyed")).wait()
+                pass_through(env, t_env, bs, topics, flink, bundled=name.startswith("bundled")).wait()
                 out_topics = [topics["events"]]
             else:
-                identity_merge.build(env, t_env, bs, topics, bounded=True).wait()
+                identity_merge.build(env, t_env, bs, topics, bounded=True, flink_cfg=flink).wait()
                 out_topics = [topics[r] for r in identity_merge.OUTPUT_ROLES]
             wall = time.monotonic() - t
             records, seconds = span(bs, out_topics)
             rate = len(envs) / seconds
             results[(name, parallelism)] = rate
-            print(f"{name:18s} p{parallelism}: {rate:9,.0f} calls/s = {rate / min(parallelism, CORES):9,.0f} per core"
+            print(f"{name:20s} p{parallelism}: {rate:9,.0f} calls/s = {rate / min(parallelism, CORES):9,.0f} per core"
                   f"  ({records:,} records out in {seconds:.1f}s; {wall:.1f}s with start-up)", flush=True)
 
     print()
     summary = {}
     for p in (1, 2):
         ratio = results[("identity_merge", p)] / results[("pass-through", p)]
-        keyed = results[("identity_merge", p)] / results[("keyed pass-through", p)]
+        bundled = results[("identity_merge", p)] / results[("bundled pass-through", p)]
         summary[f"p{p}"] = {"identity_calls_per_s": round(results[("identity_merge", p)]),
+                            "identity_calls_per_s_per_core": round(results[("identity_merge", p)] / min(p, CORES)),
                             "pass_through_calls_per_s": round(results[("pass-through", p)]),
-                            "keyed_pass_through_calls_per_s": round(results[("keyed pass-through", p)]),
+                            "bundled_pass_through_calls_per_s": round(results[("bundled pass-through", p)]),
                             "jvm_copy_calls_per_s": round(results[("JVM copy", p)]),
-                            "ratio_to_pass_through": round(ratio, 2), "ratio_to_keyed_pass_through": round(keyed, 2)}
-        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}   (/ keyed pass-through = {keyed:.2f}; "
+                            "ratio_to_pass_through": round(ratio, 2), "ratio_to_bundled_pass_through": round(bundled, 2)}
+        print(f"parallelism {p}: identity_merge / pass-through = {ratio:.2f}   (/ bundled pass-through = {bundled:.2f}; "
               f"/ JVM copy = {results[('identity_merge', p)] / results[('JVM copy', p)]:.2f})")
     print(json.dumps(summary))
 

@@ -36,7 +36,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     atexit.register(shutil.rmtree, tmp, True)
     flink = {"execution_mode": "thread", "parallelism": 1, "state_backend": "hashmap",
-             "checkpoint_interval_ms": 1000, "checkpoint_dir": str(tmp / "chk")}
+             "checkpoint_interval_ms": 1000, "checkpoint_dir": str(tmp / "chk"),
+             "bundle_max_records": 500, "bundle_max_delay_ms": 100}
     env, _ = stream_env(flink, "bench-startup")
     ds = env.from_collection([1, 2, 3], type_info=Types.INT()).map(lambda x: x * 2, output_type=Types.INT())
     t = time.monotonic()
@@ -53,7 +54,7 @@ def main() -> None:
         loader.send(broker.bootstrap_servers, topics["raw"], [E.track("b", "a-1", "Site visit", 1)], label="sent")
         env, t_env = stream_env(flink, "bench-kafka")
         t = time.monotonic()
-        identity_merge.build(env, t_env, broker.bootstrap_servers, topics, bounded=True).wait()
+        identity_merge.build(env, t_env, broker.bootstrap_servers, topics, bounded=True, flink_cfg=flink).wait()
         kafka_job = time.monotonic() - t
 
     print(json.dumps({"jvm_start_s": round(jvm, 2), "first_record_s": round(first, 2),

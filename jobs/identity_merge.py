@@ -2,8 +2,10 @@
 
 Keyed by app, and tracktor.raw is keyed by app too: one app's calls are read from one
 partition and handled by one subtask in that partition's order, so the outputs are a
-function of the topic's contents at any parallelism (docs/identity.md). The rules are in
-udfs/identity.py; this file wires Kafka, state and the Python function together.
+function of the topic's contents at any parallelism (docs/identity.md). The calls reach
+Python in bundles (flink.bundle_max_records, flink.bundle_max_delay_ms) and each bundle's
+outputs go back as one row. The rules are in udfs/identity.py; this file wires Kafka,
+state and the Python function together.
 
     python -m jobs.identity_merge [--config tracktor.yaml] [--bounded]
 """
@@ -15,7 +17,8 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from tracktor import config as config_mod
-from tracktor.flink import insert_into_kafka, kafka_rows, key_by_record_key, output_type, stream_env
+from tracktor.flink import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows, stream_env,
+                            unbundled)
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter, is_anonymous, parse_raw
 from udfs.identity import JOB, IdentityMerger
@@ -69,32 +72,42 @@ class IdentityMergeFunction(KeyedProcessFunction):
                                                         self.topics["raw"])
         return merger
 
-    def process_element(self, text, ctx):
+    def process_element(self, texts, ctx):
+        """One bundle of an app's raw records, in topic order -> one Row of all their outputs."""
         app = ctx.get_current_key()
-        try:
-            env = parse_raw(text)
-            if env["app"] != app:
-                raise BadRecord(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
-            outputs = self.merger_for(app).process(env)
-        except BadRecord as e:
-            outputs = [("dead_letter", JOB, dead_letter(JOB, self.topics["raw"], str(e), text))]
-        for role, key, record in outputs:
-            yield Row(self.topics[role], key, orjson.dumps(record).decode())
+        merger, topics = self.merger_for(app), self.topics
+        out_topics, out_keys, out_values = [], [], []
+        for text in texts:
+            try:
+                env = parse_raw(text)
+                if env["app"] != app:
+                    raise BadRecord(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
+                outputs = merger.process(env)
+            except BadRecord as e:
+                outputs = [("dead_letter", JOB, dead_letter(JOB, topics["raw"], str(e), text))]
+            for role, key, record in outputs:
+                out_topics.append(topics[role])
+                out_keys.append(key)
+                out_values.append(orjson.dumps(record).decode())
+        if out_values:
+            yield Row(out_topics, out_keys, out_values)
 
 
-def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool, anonymous_retention_s: float = 90 * 86400):
+def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool, flink_cfg: dict,
+          anonymous_retention_s: float = 90 * 86400):
     """Wire the job; returns the TableResult of its Kafka insert."""
     raw = kafka_rows(t_env, "raw_in", bootstrap_servers, topics["raw"], "tracktor-identity-merge", bounded)
-    out = (key_by_record_key(raw)
-              .process(IdentityMergeFunction(topics, anonymous_retention_s), output_type=output_type())
-              .uid("identity-merge").name("identity merge"))
-    return insert_into_kafka(t_env, out, "identity_out", bootstrap_servers,
+    bundles = bundled_by_record_key(raw, flink_cfg["bundle_max_records"], flink_cfg["bundle_max_delay_ms"])
+    out = (bundles.process(IdentityMergeFunction(topics, anonymous_retention_s), output_type=bundle_output_type())
+                  .uid("identity-merge").name("identity merge"))
+    return insert_into_kafka(t_env, unbundled(out), "identity_out", bootstrap_servers,
                              [topics[r] for r in OUTPUT_ROLES], "tracktor-identity-merge")
 
 
 def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
     env, t_env = stream_env(cfg.flink, "identity_merge", resume=not bounded)
-    build(env, t_env, bootstrap_servers, cfg.topics, bounded, cfg.identity["anonymous_retention_seconds"]).wait()
+    build(env, t_env, bootstrap_servers, cfg.topics, bounded, cfg.flink,
+          cfg.identity["anonymous_retention_seconds"]).wait()
 
 
 def main(argv=None):

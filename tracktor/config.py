@@ -197,13 +197,15 @@ def parse(tree: Any, path: Path) -> Config:
 
     fl = r.mapping(top["flink"], "flink", optional=(
         "parallelism", "execution_mode", "state_backend", "checkpoint_interval_ms", "checkpoint_dir",
-        "restart_attempts"))
+        "restart_attempts", "bundle_max_records", "bundle_max_delay_ms"))
     flink = {
         "parallelism": r.integer(fl.get("parallelism", 1), "flink.parallelism"),
         "execution_mode": r.choice(fl.get("execution_mode", "thread"), "flink.execution_mode", ("thread", "process")),
         "state_backend": r.choice(fl.get("state_backend", "hashmap"), "flink.state_backend", ("hashmap", "rocksdb")),
         "checkpoint_interval_ms": r.integer(fl.get("checkpoint_interval_ms", 5000), "flink.checkpoint_interval_ms", 100),
         "restart_attempts": r.integer(fl.get("restart_attempts", 3), "flink.restart_attempts", 0),
+        "bundle_max_records": r.integer(fl.get("bundle_max_records", 500), "flink.bundle_max_records"),
+        "bundle_max_delay_ms": r.integer(fl.get("bundle_max_delay_ms", 100), "flink.bundle_max_delay_ms"),
         "checkpoint_dir": str((base / r.string(fl.get("checkpoint_dir", ".data/checkpoints"), "flink.checkpoint_dir")).resolve()),
     }
 

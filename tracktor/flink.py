@@ -9,11 +9,15 @@ from pathlib import Path
 from tracktor.kafka_local import JARS_DIR
 
 
-def connector_jar() -> Path | None:
-    """The Kafka connector fetched by `bin/tracktor setup`; None where there is none (on a
-    cluster whose image has it in /opt/flink/lib, as docker/Dockerfile.flink does)."""
-    jars = sorted((JARS_DIR / "flink").glob("flink-sql-connector-kafka-*.jar"))
-    return jars[-1] if jars else None
+OPERATORS_JAR = JARS_DIR / "tracktor" / "tracktor-flink.jar"
+
+
+def job_jars() -> list[Path]:
+    """The jars a job needs that Flink lacks: the Kafka connector fetched and Tracktor's
+    operators (docker/jars/src) built by `bin/tracktor setup`. Either is left out where it is
+    not there: on a cluster whose image has both in /opt/flink/lib (docker/Dockerfile.flink)."""
+    connectors = sorted((JARS_DIR / "flink").glob("flink-sql-connector-kafka-*.jar"))
+    return connectors[-1:] + [OPERATORS_JAR] * OPERATORS_JAR.exists()
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -64,9 +68,9 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
         "restart-strategy.fixed-delay.attempts": str(flink_cfg.get("restart_attempts", 3)),
         "restart-strategy.fixed-delay.delay": "2s",
     }
-    jar = connector_jar()
-    if jar is not None:
-        settings["pipeline.jars"] = jar.as_uri()
+    jars = [jar.as_uri() for jar in job_jars()]
+    if jars:
+        settings["pipeline.jars"] = ";".join(jars)
     if resume:
         checkpoint = latest_checkpoint(Path(flink_cfg["checkpoint_dir"], job_name))
         if checkpoint is not None:
@@ -75,6 +79,9 @@ def stream_env(flink_cfg: dict, job_name: str, resume: bool = False):
     for k, v in settings.items():
         conf.set_string(k, v)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if jars:  # the client builds operators from these jars' classes too
+        from pyflink.util.java_utils import add_jars_to_context_class_loader
+        add_jars_to_context_class_loader(jars)
     t_env = StreamTableEnvironment.create(env)
     return env, t_env
 
@@ -120,24 +127,6 @@ def kafka_rows(t_env, table: str, bootstrap_servers: str, topic: str, group_id: 
     return t_env.to_append_stream(t_env.from_path(table), Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()]))
 
 
-def key_by_record_key(rows):
-    """`kafka_rows` keyed by the record key (k), the keying done in the JVM; the keyed
-    function's elements are the values (v), its current key is k.
-
-    DataStream.key_by runs its key selector as a Python operator of its own before the
-    shuffle, which cost a keyed job half its throughput here. PyFlink's keyed operators take
-    (key, element) rows and key them by their first field with Flink's KeyByKeySelector;
-    Row(k, v) from Kafka already has that shape, so it is keyed as it comes.
-    """
-    from pyflink.common import Types
-    from pyflink.datastream.data_stream import KeyedStream
-    from pyflink.java_gateway import get_gateway
-
-    key_type = Types.ROW([Types.STRING()]).get_java_type_info()
-    keyed = rows._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), key_type)
-    return KeyedStream(keyed, Types.STRING(), rows)
-
-
 # Rows a job sends to Kafka: (topic, key, value), all strings.
 OUTPUT_FIELDS = ["topic", "k", "v"]
 
@@ -145,6 +134,47 @@ OUTPUT_FIELDS = ["topic", "k", "v"]
 def output_type():
     from pyflink.common import Types
     return Types.ROW_NAMED(OUTPUT_FIELDS, [Types.STRING(), Types.STRING(), Types.STRING()])
+
+
+def bundled_by_record_key(rows, max_records: int, max_delay_ms: int):
+    """`kafka_rows` in bundles, keyed by the record key (k): the keyed function's elements
+    are lists of values (v) in their order on the topic, its current key is k.
+
+    PyFlink's cost per call of a Python function is most of a light function's cost, so the
+    JVM gathers a key's records into bundles first (io.tracktor.flink.RecordBundler: up to
+    `max_records` values, none waiting longer than `max_delay_ms`, none held over a
+    checkpoint). The keying is done in the JVM too: PyFlink's keyed operators take (key,
+    element) rows and key them by their first field with Flink's KeyByKeySelector, and a
+    bundle, Row(k, [v, ...]), has that shape (DataStream.key_by would run a Python operator
+    of its own before the shuffle).
+    """
+    from pyflink.common import Types
+    from pyflink.datastream.data_stream import DataStream, KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    values = Types.BASIC_ARRAY(Types.STRING())
+    bundle_type = Types.ROW_NAMED(["k", "v"], [Types.STRING(), values]).get_java_type_info()
+    bundles = rows._j_data_stream.transform(
+        "bundle by key", bundle_type, jvm.io.tracktor.flink.RecordBundler(max_records, max_delay_ms))
+    keyed = bundles.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(keyed, values, DataStream(bundles))
+
+
+def bundle_output_type():
+    """What a bundled function yields: Row([topic, ...], [key, ...], [value, ...])."""
+    from pyflink.common import Types
+    strings = Types.BASIC_ARRAY(Types.STRING())
+    return Types.ROW_NAMED(OUTPUT_FIELDS, [strings, strings, strings])
+
+
+def unbundled(bundles):
+    """A stream of `bundle_output_type` rows as (topic, key, value) rows, split in the JVM."""
+    from pyflink.datastream.data_stream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    unbundle = get_gateway().jvm.io.tracktor.flink.Unbundle()
+    return DataStream(bundles._j_data_stream.flatMap(unbundle, output_type().get_java_type_info()))
 
 
 def insert_into_kafka(t_env, rows, table: str, bootstrap_servers: str, topics: list[str],

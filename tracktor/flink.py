@@ -155,8 +155,10 @@ def bundled_by_record_key(rows, max_records: int, max_delay_ms: int):
     jvm = get_gateway().jvm
     values = Types.BASIC_ARRAY(Types.STRING())
     bundle_type = Types.ROW_NAMED(["k", "v"], [Types.STRING(), values]).get_java_type_info()
+    # At its input's parallelism, so each subtask bundles what one source subtask read, in order.
     bundles = rows._j_data_stream.transform(
-        "bundle by key", bundle_type, jvm.io.tracktor.flink.RecordBundler(max_records, max_delay_ms))
+        "bundle by key", bundle_type, jvm.io.tracktor.flink.RecordBundler(max_records, max_delay_ms)
+    ).setParallelism(rows._j_data_stream.getParallelism())
     keyed = bundles.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(keyed, values, DataStream(bundles))
 

@@ -1,5 +1,7 @@
 """identity_merge at parallelism 1 and 2 over the same tracktor.raw: identical topic contents
-and identical ClickHouse answers (the raw topic is keyed by app; docs/identity.md)."""
+and identical ClickHouse answers (the raw topic is keyed by app; docs/identity.md). The
+second run also hands Python much smaller bundles (7 calls, not 500): how the calls are
+bundled must not change the outputs either."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +37,8 @@ def runs(kafka, tmp_path_factory):
     results = {}
     for parallelism in (1, 2):
         tmp = tmp_path_factory.mktemp(f"p{parallelism}")
-        cfg = make_config(tmp, f"par{parallelism}", parallelism=parallelism)
+        cfg = make_config(tmp, f"par{parallelism}", parallelism=parallelism,
+                          bundle_max_records=500 if parallelism == 1 else 7)
         cfg = dataclasses.replace(cfg, topics={**cfg.topics, "raw": base.topics["raw"]})
         stack.ensure_topics(kafka, cfg.topics, 4)
         identity_merge.run(cfg, kafka, bounded=True)

@@ -1,0 +1,77 @@
+"""The JVM bundling in front of Python functions (tracktor.flink.bundled_by_record_key,
+io.tracktor.flink.RecordBundler): every record once, in order per key, bundles no bigger
+than asked, and nothing waits longer than the delay for a bundle to fill."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from pyflink.common import Row, Types
+from pyflink.datastream import KeyedProcessFunction
+
+from tests.conftest import make_config
+from tracktor import stack
+from tracktor.flink import bundled_by_record_key, kafka_rows, stream_env
+
+pytestmark = pytest.mark.integration
+
+SEEN = Types.ROW_NAMED(["k", "values"], [Types.STRING(), Types.STRING()])
+
+
+class ShowBundle(KeyedProcessFunction):
+    """Each bundle as (key, JSON list of its values)."""
+
+    def process_element(self, values, ctx):
+        yield Row(ctx.get_current_key(), json.dumps(list(values)))
+
+
+def test_bundles_keep_every_record_once_in_order_and_hold_at_most_max_records(tmp_path):
+    cfg = make_config(tmp_path, "bundling", parallelism=2)
+    env, _ = stream_env(cfg.flink, "bundling-bounded")
+    records = [Row(f"app-{i % 3}", f"v{i}") for i in range(200)]
+    rows = env.from_collection(records, type_info=Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()]))
+    bundles = bundled_by_record_key(rows, max_records=7, max_delay_ms=60_000)
+    with bundles.process(ShowBundle(), output_type=SEEN).execute_and_collect() as results:
+        seen = [(k, json.loads(values)) for k, values in results]
+
+    assert all(1 <= len(values) <= 7 for _, values in seen)
+    assert max(len(values) for _, values in seen) == 7
+    for key in ("app-0", "app-1", "app-2"):
+        got = [v for k, values in seen if k == key for v in values]
+        assert got == [r[1] for r in records if r[0] == key]  # all, once, in order (the rest at the end)
+
+
+class AppendBundle(KeyedProcessFunction):
+    """Each bundle's values appended to a file as they arrive (a collecting sink would only
+    show them after a checkpoint, and this test runs none)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def process_element(self, values, ctx):
+        with open(self.path, "a") as f:
+            f.writelines(f"{v}\n" for v in values)
+        yield from ()
+
+
+def test_a_bundle_that_does_not_fill_goes_on_after_the_delay_with_no_checkpoint(kafka, tmp_path):
+    # Checkpoints every 10 minutes: only the bundler's timer can send these records on.
+    cfg = make_config(tmp_path, "bundling-timer", checkpoint_interval_ms=600_000)
+    stack.ensure_topics(kafka, {"raw": cfg.topics["raw"]}, 1)
+    from kafka import KafkaProducer
+    with KafkaProducer(bootstrap_servers=kafka) as producer:
+        for i in range(5):
+            producer.send(cfg.topics["raw"], key=b"app", value=f"v{i}".encode())
+    env, t_env = stream_env(cfg.flink, "bundling-unbounded")
+    rows = kafka_rows(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", bounded=False)
+    out = tmp_path / "seen.txt"
+    bundled_by_record_key(rows, max_records=1000, max_delay_ms=200).process(AppendBundle(str(out))).print()
+    job = env.execute_async("bundling-unbounded")
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(out.read_text().split() if out.exists() else []) < 5:
+            time.sleep(0.2)
+        assert out.exists() and out.read_text().split() == [f"v{i}" for i in range(5)]
+    finally:
+        job.cancel().result()

@@ -22,7 +22,7 @@ from tracktor.flink import (bundle_output_type, bundled_by_record_key, insert_in
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter, is_anonymous, parse_raw
 from udfs.identity import JOB, IdentityMerger
-from udfs.state import CachedStore, SplitStore
+from udfs.state import BufferedCell, BufferedStore, CachedStore, SplitStore
 
 OUTPUT_ROLES = ("events", "identities", "profiles", "dead_letter")
 
@@ -58,9 +58,12 @@ class IdentityMergeFunction(KeyedProcessFunction):
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
             .build())
-        self.ids = ids
-        self.groups = SplitStore(JsonMapState(groups), JsonMapState(ctx.get_map_state(anonymous)), is_anonymous)
-        self.version = ctx.get_state(ValueStateDescriptor("version", Types.LONG()))
+        # Changes reach Flink's state once per bundle (flushed at its end, while its app is
+        # still the current key), not once per call.
+        self.ids = BufferedStore(ids)
+        self.groups = BufferedStore(SplitStore(JsonMapState(groups), JsonMapState(ctx.get_map_state(anonymous)),
+                                               is_anonymous))
+        self.version = BufferedCell(ctx.get_state(ValueStateDescriptor("version", Types.LONG())))
         self.mergers: dict[str, IdentityMerger] = {}
 
     def merger_for(self, app: str) -> IdentityMerger:
@@ -89,6 +92,8 @@ class IdentityMergeFunction(KeyedProcessFunction):
                 out_topics.append(topics[role])
                 out_keys.append(key)
                 out_values.append(orjson.dumps(record).decode())
+        for buffered in (self.ids, self.groups, self.version):
+            buffered.flush()
         if out_values:
             yield Row(out_topics, out_keys, out_values)
 

@@ -275,3 +275,46 @@ def test_split_store_keeps_anonymous_persons_apart():
     assert store.get("a-1") == {"p": 1} and store.get("nobody") is None
     store.remove("u1")
     assert identified == {}
+
+
+def test_buffered_store_writes_each_changed_key_once_at_flush():
+    from udfs.state import BufferedCell, BufferedStore
+
+    state, cell = DictStore(a=1, b=2), Cell(5)
+    store, version = BufferedStore(state), BufferedCell(cell)
+    store.put("a", 10)
+    store.put("a", 11)
+    store.remove("b")
+    store.put("c", 3)
+    version.update(version.value() + 1)
+    assert (store.get("a"), store.get("b"), store.get("c")) == (11, None, 3)
+    assert state == {"a": 1, "b": 2} and cell.value() == 5  # nothing written before the flush
+    store.flush()
+    version.flush()
+    assert state == {"a": 11, "c": 3} and cell.value() == 6
+    state.put("a", 12)  # after a flush the next bundle reads the state again
+    assert store.get("a") == 12 and version.value() == 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(calls, max_size=30), st.lists(st.integers(1, 6), min_size=1))
+def test_bundles_of_any_size_with_buffered_state_give_the_same_outputs_and_state(calls_list, sizes):
+    """The job hands calls over in bundles and writes state back once per bundle: whatever the
+    bundle sizes, the outputs and the state it leaves are those of one call at a time."""
+    from udfs.state import BufferedCell, BufferedStore, CachedStore
+
+    envs = build(calls_list)
+    plain, plain_out = run(envs)
+    ids, groups, version = DictStore(), DictStore(), Cell()
+    buffers = (BufferedStore(ids), BufferedStore(groups), BufferedCell(version))
+    m = IdentityMerger(CachedStore(buffers[0]), buffers[1], buffers[2])
+    out, i, sizes = [], 0, iter(sizes * (len(envs) + 1))
+    while i < len(envs):
+        n = next(sizes)
+        for env in envs[i:i + n]:
+            out.extend(m.process(env))
+        for b in buffers:
+            b.flush()
+        i += n
+    assert out == plain_out
+    assert (ids, groups, version.value()) == (plain.ids, plain.groups, plain.version.value())

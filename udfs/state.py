@@ -80,3 +80,63 @@ class CachedStore:
     def remove(self, key) -> None:
         self.cache[key] = None
         self.state.remove(key)
+
+
+class BufferedStore:
+    """A MapState read and written through a dict for one bundle of calls: `flush()` writes
+    each changed key's last value back (a None is a removal) and forgets everything.
+
+    A key touched many times in a bundle costs one read and one write of the state, not one
+    per touch. Flush before the state's key (a Flink job's current key) changes."""
+
+    def __init__(self, state):
+        self.state = state
+        self.values: dict = {}
+        self.changed: set = set()
+
+    def get(self, key, default=None):
+        if key not in self.values:
+            self.values[key] = self.state.get(key)
+        value = self.values[key]
+        return default if value is None else value
+
+    def put(self, key, value) -> None:
+        self.values[key] = value
+        self.changed.add(key)
+
+    def remove(self, key) -> None:
+        self.put(key, None)
+
+    def flush(self) -> None:
+        for key in self.changed:
+            value = self.values[key]
+            if value is None:
+                self.state.remove(key)
+            else:
+                self.state.put(key, value)
+        self.values.clear()
+        self.changed.clear()
+
+
+class BufferedCell:
+    """BufferedStore's counterpart for a ValueState."""
+
+    _UNREAD = object()
+
+    def __init__(self, state):
+        self.state = state
+        self._value = self._UNREAD
+        self._changed = False
+
+    def value(self):
+        if self._value is self._UNREAD:
+            self._value = self.state.value()
+        return self._value
+
+    def update(self, value) -> None:
+        self._value, self._changed = value, True
+
+    def flush(self) -> None:
+        if self._changed:
+            self.state.update(self._value)
+        self._value, self._changed = self._UNREAD, False

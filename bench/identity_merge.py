@@ -96,6 +96,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000, help="raw calls to process (about)")
     ap.add_argument("--bundle", type=int, default=500, help="flink.bundle_max_records for the bundled jobs")
+    ap.add_argument("--execution-mode", choices=("thread", "process"), default="thread",
+                    help="flink.execution_mode: thread runs every subtask's Python in one interpreter (one GIL)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-identity-"))
     atexit.register(shutil.rmtree, tmp, True)
@@ -117,7 +119,7 @@ def main() -> None:
             run_id = f"{name.replace('_', '-').replace(' ', '-')}-p{parallelism}"
             topics = {"raw": raw_topic["raw"], **{r: f"bench.{run_id}.{r}" for r in identity_merge.OUTPUT_ROLES}}
             stack.ensure_topics(bs, topics, 4)
-            flink = {"execution_mode": "thread", "parallelism": parallelism, "state_backend": "hashmap",
+            flink = {"execution_mode": args.execution_mode, "parallelism": parallelism, "state_backend": "hashmap",
                      "checkpoint_interval_ms": 5000, "checkpoint_dir": str(tmp / "chk" / run_id),
                      "bundle_max_records": args.bundle, "bundle_max_delay_ms": 100}
             env, t_env = stream_env(flink, run_id)

@@ -35,6 +35,8 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     (lambda t: t["kafka"]["topics"].pop("raw"), "kafka.topics: missing key 'raw'"),
     (lambda t: t["flink"].update(parallelism=0), "flink.parallelism: expected an integer >= 1, got 0"),
     (lambda t: t["flink"].update(execution_mode="fast"), "flink.execution_mode: expected one of thread, process"),
+    (lambda t: t["flink"].update(bundle_max_records=0), "flink.bundle_max_records: expected an integer >= 1, got 0"),
+    (lambda t: t["flink"].update(bundle_max_delay_ms="100ms"), "flink.bundle_max_delay_ms: expected an integer >= 1"),
     (lambda t: t["apps"][0].update(signed_only="yes"), "apps[0].signed_only: expected true or false"),
     (lambda t: t["apps"][0]["funnels"]["video_journey"].update(steps=["only one"]), "apps[0].funnels.video_journey.steps: expected a list of 2 to 32"),
     (lambda t: t["apps"][0]["funnels"]["video_journey"].update(steps=[f"e{i}" for i in range(33)]), "expected a list of 2 to 32"),

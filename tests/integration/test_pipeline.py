@@ -79,6 +79,7 @@ def run(kafka, tmp_path_factory):
     p = KafkaProducer(bootstrap_servers=kafka, acks="all")
     for text in BROKEN:
         p.send(cfg.topics["raw"], key=b"broken", value=text.encode())
+    p.send(cfg.topics["raw"], key=None, value=json.dumps(E.track(APP, "keyless", "Site visit", BEGINNING)).encode())
     p.flush()
     p.close()
 
@@ -154,8 +155,9 @@ def test_profiles_are_merged_latest_value_wins_and_null_deletes(run):
 def test_bad_records_go_to_the_dead_letter_topic_with_a_reason_and_the_job_goes_on(run):
     dead = [v for _, v in run.topics["dead_letter"]]
     reasons = " | ".join(d["reason"] for d in dead)
-    assert len(dead) == len(BROKEN) + 1
+    assert len(dead) == len(BROKEN) + 2
     assert "not JSON" in reasons and "event_id" in reasons and "not a JSON object" in reasons
+    assert f"record keyed None is for app {APP!r}" in reasons  # a record with no key at all
     assert "'email' must be a string" in reasons
 
 

@@ -46,13 +46,13 @@ APPS = {"bench-a": "video", "bench-b": "shop", "bench-c": "video", "bench-d": "s
 CORES = os.cpu_count() or 1
 
 
-def reparse(topic: str, row) -> Row:
+def reparsed(text: str) -> str:
     """The pass-through's work per record: parse the envelope as identity_merge does, write it back."""
     try:
-        env = parse_raw(row[1])
+        env = parse_raw(text)
     except BadRecord:
         env = {}
-    return Row(topic, row[0], orjson.dumps(env).decode())
+    return orjson.dumps(env).decode()
 
 
 class BundledReparse(KeyedProcessFunction):
@@ -60,9 +60,8 @@ class BundledReparse(KeyedProcessFunction):
         self.topic = topic
 
     def process_element(self, texts, ctx):
-        key = ctx.get_current_key()
-        rows = [reparse(self.topic, Row(key, text)) for text in texts]
-        yield Row([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        n = len(texts)
+        yield Row([self.topic] * n, [ctx.get_current_key()] * n, [reparsed(text) for text in texts])
 
 
 def pass_through(env, t_env, bootstrap, topics, flink_cfg: dict, bundled: bool):
@@ -73,7 +72,7 @@ def pass_through(env, t_env, bootstrap, topics, flink_cfg: dict, bundled: bool):
         bundles = bundled_by_record_key(raw, flink_cfg["bundle_max_records"], flink_cfg["bundle_max_delay_ms"])
         out = unbundled(bundles.process(BundledReparse(topic), output_type=bundle_output_type()))
     else:
-        out = raw.map(lambda r: reparse(topic, r), output_type=output_type())
+        out = raw.map(lambda r: Row(topic, r[0], reparsed(r[1])), output_type=output_type())
     return insert_into_kafka(t_env, out, "pass_out", bootstrap, [topic], "bench-pass-through")
 
 

@@ -17,7 +17,7 @@ def job_jars() -> list[Path]:
     operators (docker/jars/src) built by `bin/tracktor setup`. Either is left out where it is
     not there: on a cluster whose image has both in /opt/flink/lib (docker/Dockerfile.flink)."""
     connectors = sorted((JARS_DIR / "flink").glob("flink-sql-connector-kafka-*.jar"))
-    return connectors[-1:] + [OPERATORS_JAR] * OPERATORS_JAR.exists()
+    return connectors[-1:] + ([OPERATORS_JAR] if OPERATORS_JAR.exists() else [])
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

@@ -35,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from tracktor import config, stack  # noqa: E402
-from tracktor.collector_processes import CollectorProcesses  # noqa: E402
-from tracktor.envelopes import to_call  # noqa: E402
-from tracktor.kafka_local import LocalKafka  # noqa: E402
-from tracktor.sample_data import Generator  # noqa: E402
+from tracktor import config  # noqa: E402
+from tracktor.dev import stack  # noqa: E402
+from tracktor.collector.processes import CollectorProcesses  # noqa: E402
+from tracktor.dev.envelopes import to_call  # noqa: E402
+from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
+from tracktor.dev.sample_data import Generator  # noqa: E402
 
 WARM_UP_S = 3
 

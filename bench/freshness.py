@@ -32,12 +32,14 @@ sys.path.insert(0, str(ROOT))
 
 from jobs import metric_rollup  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
-from tracktor import analytics, envelopes as E, loader, stack, warehouse  # noqa: E402
+from tracktor.analytics import queries as analytics  # noqa: E402
+from tracktor.dev import envelopes as E, loader, stack  # noqa: E402
+from tracktor import warehouse  # noqa: E402
 from tracktor.config import Metric  # noqa: E402
-from tracktor.flink import stream_env  # noqa: E402
-from tracktor.kafka_local import LocalKafka  # noqa: E402
-from tracktor.sample_data import Generator  # noqa: E402
-from tracktor.shared_chdb import owner_file  # noqa: E402
+from tracktor.flink.environment import stream_env  # noqa: E402
+from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
+from tracktor.dev.sample_data import Generator  # noqa: E402
+from tracktor.warehouse.shared import owner_file  # noqa: E402
 from udfs.envelope import CART_METHODS  # noqa: E402
 
 PROBE = "Freshness probe"

@@ -35,11 +35,11 @@ from pyflink.common import Row  # noqa: E402
 from pyflink.datastream import KeyedProcessFunction  # noqa: E402
 
 from jobs import identity_merge  # noqa: E402
-from tracktor import loader, stack  # noqa: E402
-from tracktor.flink import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows,  # noqa: E402
+from tracktor.dev import loader, stack  # noqa: E402
+from tracktor.flink.environment import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows,  # noqa: E402
                             output_type, stream_env, unbundled)
-from tracktor.kafka_local import LocalKafka  # noqa: E402
-from tracktor.sample_data import Generator  # noqa: E402
+from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
+from tracktor.dev.sample_data import Generator  # noqa: E402
 from udfs.envelope import BadRecord, parse_raw  # noqa: E402
 
 APPS = {"bench-a": "video", "bench-b": "shop", "bench-c": "video", "bench-d": "shop"}

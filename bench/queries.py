@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracktor import analytics, warehouse  # noqa: E402
+from tracktor.analytics import queries as analytics  # noqa: E402
+from tracktor import warehouse  # noqa: E402
 from tracktor.config import Criterion, Funnel, Metric  # noqa: E402
 
 DB, APP = "tracktor", "bench"

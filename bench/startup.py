@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    from tracktor.kafka_local import LocalKafka
+    from tracktor.dev.kafka_local import LocalKafka
 
-    from tracktor.flink import use_this_interpreter
+    from tracktor.flink.environment import use_this_interpreter
     use_this_interpreter()
     t = time.monotonic()
     from pyflink.java_gateway import get_gateway
@@ -31,7 +31,7 @@ def main() -> None:
     jvm = time.monotonic() - t
 
     from pyflink.common import Types
-    from tracktor.flink import stream_env
+    from tracktor.flink.environment import stream_env
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     atexit.register(shutil.rmtree, tmp, True)
@@ -47,7 +47,7 @@ def main() -> None:
         list(results)
 
     from jobs import identity_merge
-    from tracktor import envelopes as E, loader, stack
+    from tracktor.dev import envelopes as E, loader, stack
     topics = {r: f"bench.{r}" for r in ("raw", "events", "identities", "profiles", "dead_letter")}
     with LocalKafka(tmp / "kafka") as broker:
         stack.ensure_topics(broker.bootstrap_servers, topics, 1)

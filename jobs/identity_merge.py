@@ -17,7 +17,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from tracktor import config as config_mod
-from tracktor.flink import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows, stream_env,
+from tracktor.flink.environment import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows, stream_env,
                             unbundled)
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter, is_anonymous, parse_raw

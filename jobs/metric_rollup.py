@@ -17,8 +17,9 @@ from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction
 
 from tracktor import config as config_mod
-from tracktor import shared_chdb, warehouse
-from tracktor.flink import insert_into_kafka, kafka_rows, output_type, stream_env
+from tracktor.warehouse import shared as shared_chdb
+from tracktor import warehouse
+from tracktor.flink.environment import insert_into_kafka, kafka_rows, output_type, stream_env
 from tracktor.cli import job_main
 from udfs.envelope import BadRecord, dead_letter
 from udfs.rollup import ROLES, Batcher, to_rows

@@ -41,7 +41,7 @@ def kafka(tmp_path_factory):
             print("\n[kafka] using a testcontainers broker")
             yield container.get_bootstrap_server()
         return
-    from tracktor.kafka_local import LocalKafka
+    from tracktor.dev.kafka_local import LocalKafka
     broker = LocalKafka(tmp_path_factory.mktemp("kafka")).start()
     print(f"\n[kafka] using the embedded broker at {broker.bootstrap_servers} (no Docker engine needed)")
     yield broker.bootstrap_servers

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import make_config
 from tests.test_warehouse import ev, ident, write
 from tracktor import warehouse
-from tracktor.api import Api
+from tracktor.analytics.api import Api
 
 STEPS = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
 DAY = "from=2026-01-01&to=2026-01-01"

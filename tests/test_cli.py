@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_config, read_topic
-from tracktor import ROOT, envelopes as E, loader, stack
+from tracktor import ROOT
+from tracktor.dev import envelopes as E, loader, stack
 
 pytestmark = pytest.mark.integration  # a real broker, real Flink jobs, real chDB
 
@@ -65,7 +66,7 @@ def _running(pid: str) -> bool:
 
 def test_the_collector_command_serves_from_several_processes_and_stops_them_all(kafka, tmp_path):
     import urllib.request
-    from tracktor.kafka_local import free_port
+    from tracktor.dev.kafka_local import free_port
     cfg = make_config(tmp_path, "cli-collector", bootstrap_servers=kafka)
     assert cli(cfg, "collector", "--workers", "0", timeout=60).returncode == 2
     port = free_port()
@@ -194,7 +195,7 @@ def test_report_and_the_api_answer_while_metric_rollup_runs(kafka, tmp_path):
     """Embedded mode: the running job owns the chDB warehouse; readers go through it."""
     import urllib.request
 
-    from tracktor.shared_chdb import owner_file
+    from tracktor.warehouse.shared import owner_file
     cfg = make_config(tmp_path, "cli-live", kafka)
     stack.ensure_topics(kafka, cfg.topics, cfg.kafka["partitions"])
     job = start_job(cfg, "metric_rollup")

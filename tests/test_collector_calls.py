@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_schemas import SCHEMAS
 from tracktor.config import App
-from udfs.collector import CallError, envelope, method_of, parse_data, query_params, signature, signature_ok
+from tracktor.collector.calls import CallError, envelope, method_of, parse_data, query_params, signature, signature_ok
 from udfs.envelope import new_event_id
 
 SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
@@ -98,8 +98,8 @@ def test_a_signed_only_app_refuses_unsigned_or_wrongly_signed_calls():
 
 
 def test_every_generated_envelope_round_trips_through_a_collector_call():
-    from tracktor.envelopes import to_call
-    from tracktor.sample_data import Generator
+    from tracktor.dev.envelopes import to_call
+    from tracktor.dev.sample_data import Generator
     apps = {"demo-video": dataclasses.replace(OPEN, sid="demo-video"), "demo-shop": dataclasses.replace(OPEN, sid="demo-shop")}
     for env in Generator(seed=4, people=100):
         call = to_call(env)

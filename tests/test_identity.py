@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings, strategies as st
 
 from tests.conftest import BEGINNING, ONE_MINUTE
-from tracktor import envelopes as E
+from tracktor.dev import envelopes as E
 from udfs.identity import IdentityMerger, replay_canonical
 from udfs.state import Cell, DictStore
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tracktor.sample_data import Generator
+from tracktor.dev.sample_data import Generator
 
 
 def test_the_same_seed_gives_the_same_stream_and_another_seed_another():

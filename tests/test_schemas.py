@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tracktor import ROOT, config
-from tracktor.sample_data import Generator
+from tracktor.dev.sample_data import Generator
 from udfs.envelope import BadRecord, parse_raw
 
 SCHEMAS = {p.name.removesuffix(".schema.json"): json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.schema.json")}

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from tracktor import ROOT, warehouse
-from tracktor.shared_chdb import OwnerClient, OwnerError, RemoteClient, owner_file
+from tracktor.warehouse.shared import OwnerClient, OwnerError, RemoteClient, owner_file
 
 
 def other_process(path, code: str) -> str:
@@ -31,7 +31,7 @@ def test_a_second_process_reads_and_writes_through_the_owner(tmp_path):
     assert oct(owner_file(path.resolve()).stat().st_mode & 0o777) == "0o600" and info["pid"] == os.getpid()
     out = other_process(path, """
         from datetime import date, datetime, timezone
-        from tracktor.shared_chdb import RemoteClient
+        from tracktor.warehouse.shared import RemoteClient
         assert isinstance(client, RemoteClient)
         client.insert("t", [[date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc), "x"]], column_names=["d", "ts", "s"])
         rows = client.query("SELECT d, ts, s FROM t WHERE s = {s:String}", parameters={"s": "x"}).result_rows
@@ -48,7 +48,7 @@ def test_errors_come_back_to_the_caller_and_the_owner_goes_on(tmp_path):
     owner = warehouse.connect(f"chdb://{path}")
     try:
         out = other_process(path, """
-            from tracktor.shared_chdb import OwnerError
+            from tracktor.warehouse.shared import OwnerError
             try:
                 client.query("SELECT * FROM no_such_table")
             except OwnerError as e:
@@ -95,7 +95,7 @@ def test_the_same_process_shares_its_own_connection(tmp_path):
 
 
 def test_waiting_for_the_owner_to_let_go(tmp_path):
-    from tracktor.shared_chdb import wait_released
+    from tracktor.warehouse.shared import wait_released
     path = tmp_path / "wh"
     wait_released(path)  # nobody ever opened it
     proc = subprocess.Popen([sys.executable, "-c", "import time\nfrom tracktor import warehouse\n"

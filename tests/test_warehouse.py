@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from tests.conftest import BEGINNING, ONE_MINUTE
-from tracktor import analytics, warehouse
+from tracktor.analytics import queries as analytics
+from tracktor import warehouse
 from tracktor.config import Criterion, Funnel, Metric
 from udfs.rollup import to_rows
 

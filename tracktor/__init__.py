@@ -2,3 +2,4 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+JARS_DIR = ROOT / ".cache" / "jars"  # what `bin/tracktor setup` fetches and builds (docker/jars)

@@ -28,7 +28,7 @@ def _cfg(args) -> config_mod.Config:
 
 
 def cmd_kafka(args) -> int:
-    from tracktor import stack
+    from tracktor.dev import stack
     cfg = _cfg(args)
     if args.action == "start":
         address = stack.start_embedded(cfg)
@@ -44,7 +44,7 @@ def cmd_kafka(args) -> int:
 
 
 def cmd_topics(args) -> int:
-    from tracktor import stack
+    from tracktor.dev import stack
     cfg = _cfg(args)
     created = stack.ensure_topics(stack.resolve_bootstrap(cfg), cfg.topics, cfg.kafka["partitions"])
     print(f"created: {', '.join(created)}" if created else "all topics exist")
@@ -61,7 +61,7 @@ def cmd_migrate(args) -> int:
 
 
 def _generator(args):
-    from tracktor.sample_data import Generator
+    from tracktor.dev.sample_data import Generator
     return Generator(seed=args.seed, people=args.people)
 
 
@@ -73,7 +73,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from tracktor import loader, stack
+    from tracktor.dev import loader, stack
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
     stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
@@ -83,7 +83,7 @@ def cmd_load(args) -> int:
 
 def cmd_job(args) -> int:
     import importlib
-    from tracktor import stack
+    from tracktor.dev import stack
     cfg = _cfg(args)
     module = importlib.import_module(f"jobs.{args.name}")
     module.run(cfg, stack.resolve_bootstrap(cfg), args.bounded)
@@ -91,7 +91,8 @@ def cmd_job(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tracktor import report, warehouse
+    from tracktor.analytics import report
+    from tracktor import warehouse
     cfg = _cfg(args)
     definition = None
     if args.define:
@@ -141,8 +142,8 @@ def _serve(server, banner: str) -> int:
 
 
 def cmd_collector(args) -> int:
-    from tracktor import stack
-    from tracktor.collector_processes import CollectorProcesses
+    from tracktor.dev import stack
+    from tracktor.collector.processes import CollectorProcesses
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
     stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
@@ -152,21 +153,21 @@ def cmd_collector(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from tracktor.api import Api
+    from tracktor.analytics.api import Api
     cfg = _cfg(args)
     api = Api(cfg, port=args.port).start()
     return _serve(api, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse['dsn']})")
 
 
 def cmd_demo(args) -> int:
-    from tracktor.demo import run_demo
+    from tracktor.dev.demo import run_demo
     return run_demo(_cfg(args), people=args.people, seed=args.seed)
 
 
 def job_main(doc: str, run, argv=None) -> None:
     """`python -m jobs.NAME [--config FILE] [--bounded]`: what every job file's main() does."""
     import logging
-    from tracktor import stack
+    from tracktor.dev import stack
 
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")

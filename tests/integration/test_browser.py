@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_config, read_topic
-from tracktor import stack
-from tracktor.collector import Collector
-from tracktor.kafka_local import free_port
+from tracktor.dev import stack
+from tracktor.collector.server import Collector
+from tracktor.dev.kafka_local import free_port
 
 pytestmark = pytest.mark.integration
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

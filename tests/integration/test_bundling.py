@@ -11,8 +11,8 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction
 
 from tests.conftest import make_config
-from tracktor import stack
-from tracktor.flink import bundled_by_record_key, kafka_rows, stream_env
+from tracktor.dev import stack
+from tracktor.flink.environment import bundled_by_record_key, kafka_rows, stream_env
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import make_config, read_topic
 from tests.test_schemas import SCHEMAS
-from tracktor import stack
-from tracktor.collector import Collector
-from tracktor.kafka_local import free_port
-from udfs.collector import signature
+from tracktor.dev import stack
+from tracktor.collector.server import Collector
+from tracktor.dev.kafka_local import free_port
+from tracktor.collector.calls import signature
 
 pytestmark = pytest.mark.integration
 SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
@@ -181,7 +181,7 @@ def test_no_request_crashes_the_collector(setup, path, query, body):
 
 def test_several_collector_processes_share_the_port_and_lose_nothing(kafka, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
-    from tracktor.collector_processes import CollectorProcesses
+    from tracktor.collector.processes import CollectorProcesses
     cfg = make_config(tmp_path, "colprocs")
     stack.ensure_topics(kafka, cfg.topics, 2)
     group = CollectorProcesses(cfg, kafka, workers=3, port=0).start()

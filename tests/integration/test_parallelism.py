@@ -14,9 +14,11 @@ from jobs import identity_merge, metric_rollup
 from tests import reference
 from tests.conftest import BEGINNING, ONE_DAY, make_config, read_topic
 from tests.integration.test_pipeline import scenario
-from tracktor import analytics, loader, stack, warehouse
+from tracktor.analytics import queries as analytics
+from tracktor.dev import loader, stack
+from tracktor import warehouse
 from tracktor.config import Funnel
-from tracktor.sample_data import Generator
+from tracktor.dev.sample_data import Generator
 
 pytestmark = pytest.mark.integration
 

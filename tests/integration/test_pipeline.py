@@ -17,9 +17,11 @@ from jobs import identity_merge, metric_rollup
 from tests import reference
 from tests.conftest import BEGINNING, ONE_DAY, ONE_MINUTE, make_config, read_topic
 from tests.test_schemas import SCHEMAS
-from tracktor import analytics, envelopes as E, loader, stack, warehouse
+from tracktor.analytics import queries as analytics
+from tracktor.dev import envelopes as E, loader, stack
+from tracktor import warehouse
 from tracktor.config import Criterion, Funnel
-from tracktor.sample_data import Generator
+from tracktor.dev.sample_data import Generator
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tracktor import report, warehouse
+from tracktor.analytics import report
+from tracktor import warehouse
 from tracktor.config import Config
 
 log = logging.getLogger(__name__)

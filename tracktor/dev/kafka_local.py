@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracktor import ROOT
+from tracktor import JARS_DIR, ROOT
 
-JARS_DIR = ROOT / ".cache" / "jars"
+
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">

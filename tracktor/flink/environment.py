@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from tracktor.kafka_local import JARS_DIR
+from tracktor import JARS_DIR
 
 
 OPERATORS_JAR = JARS_DIR / "tracktor" / "tracktor-flink.jar"

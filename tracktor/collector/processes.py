@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 
-from tracktor.collector import Collector
+from tracktor.collector.server import Collector
 from tracktor.config import Config
 
 START_TIMEOUT_S = 60

@@ -9,7 +9,7 @@ import random
 import string
 from typing import Iterator
 
-from tracktor import envelopes as E
+from tracktor.dev import envelopes as E
 
 BASE62 = string.digits + string.ascii_letters
 DAY_MS = 86_400_000

@@ -3,7 +3,7 @@
   GET  /track  /set  /alias      one call, url-encoded parameters (the seed's HTTP API)
   POST /batch                    a JSON array of calls: {"method": "track"|"set"|"alias"|"identify"
                                  |"setCart"|"cancelCart"|"purchaseCart", "sid": …, other parameters}
-  GET  /scripts/<sid>.js         the JavaScript library (tracktor/static/tio.js) set up for the app
+  GET  /scripts/<sid>.js         the JavaScript library (tracktor/collector/static/tio.js) set up for the app
   GET  /openapi.yaml             the OpenAPI description of this API (docs/openapi.yaml)
   GET  /health                   200 when serving
 
@@ -25,18 +25,19 @@ import socket
 import threading
 import time
 from collections import namedtuple
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
 
 from tracktor import ROOT
 from tracktor.config import Config
-from tracktor.http_wire import Request, WireError, parse_head, response
-from udfs.collector import CallError, envelope, method_of, query_params
+from tracktor.collector.wire import Request, WireError, parse_head, response
+from tracktor.collector.calls import CallError, envelope, method_of, query_params
 
 log = logging.getLogger(__name__)
 GET_METHODS = {"/track": "track", "/set": "set", "/alias": "alias"}
-LIBRARY = ROOT / "tracktor" / "static" / "tio.js"
+LIBRARY = Path(__file__).parent / "static" / "tio.js"
 OPENAPI = ROOT / "docs" / "openapi.yaml"
 SCRIPT_PATH = re.compile(r"/scripts/([A-Za-z0-9_.-]{1,64})\.js")
 MAX_QUERY_BYTES = 16 * 1024

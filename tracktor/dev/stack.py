@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tracktor.config import Config
-from tracktor.kafka_local import LocalKafka, free_port
+from tracktor.dev.kafka_local import LocalKafka, free_port
 
 EMBEDDED = "embedded"
 

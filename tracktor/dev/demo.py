@@ -12,11 +12,13 @@ import shutil
 import time
 from datetime import datetime, timedelta, timezone
 
-from tracktor import analytics, loader, report, stack, warehouse
-from tracktor.collector import Collector
+from tracktor.analytics import queries as analytics, report
+from tracktor.dev import loader, stack
+from tracktor import warehouse
+from tracktor.collector.server import Collector
 from tracktor.config import Config
 from tracktor.progress import step
-from tracktor.sample_data import Generator
+from tracktor.dev.sample_data import Generator
 
 
 def demo_config(cfg: Config) -> Config:

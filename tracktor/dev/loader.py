@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from tracktor.envelopes import kafka_key
+from tracktor.dev.envelopes import kafka_key
 from tracktor.progress import Progress
 
 
@@ -46,7 +46,7 @@ def post_batches(collector_url: str, envelopes: Iterable[dict], total: int | Non
     import http.client
     from urllib.parse import urlsplit
 
-    from tracktor.envelopes import to_call
+    from tracktor.dev.envelopes import to_call
 
     url = urlsplit(collector_url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from tracktor.analytics import UNITS, FunnelStep, MetricResult
+from tracktor.analytics.queries import UNITS, FunnelStep, MetricResult
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

@@ -31,7 +31,7 @@ def connect(dsn: str):
     if dsn.startswith("chdb://"):
         path = dsn[len("chdb://"):]
         if path and path != "memory":
-            from tracktor.shared_chdb import open_path
+            from tracktor.warehouse.shared import open_path
             return open_path(Path(path))
     return clickhouse_connect.get_client(dsn=dsn)
 

@@ -7,8 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import date
 
-from tracktor import analytics, charts
-from tracktor.analytics import UNITS, FunnelStep, MetricResult, Person
+from tracktor.analytics import queries as analytics, charts
+from tracktor.analytics.queries import UNITS, FunnelStep, MetricResult, Person
 from tracktor.config import Config, Funnel, Metric, funnel_from, metric_from
 
 FORMATS = ("table", "json", "html")

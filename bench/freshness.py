@@ -35,7 +35,7 @@ from tests.conftest import make_config  # noqa: E402
 from tracktor.analytics import queries as analytics  # noqa: E402
 from tracktor.dev import envelopes as E, loader, stack  # noqa: E402
 from tracktor import warehouse  # noqa: E402
-from tracktor.config import Metric  # noqa: E402
+from tracktor.config import metric_from  # noqa: E402
 from tracktor.flink.environment import stream_env  # noqa: E402
 from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
 from tracktor.dev.sample_data import Generator  # noqa: E402
@@ -66,13 +66,13 @@ def rollup_rate(tmp: Path, bootstrap: str, rows: int) -> dict:
         stack.ensure_topics(bootstrap, cfg.topics, 2)
         if payload:
             loader.send(bootstrap, cfg.topics["events"], payload, total=len(payload), label="resolved events sent")
-        env, t_env = stream_env({**cfg.flink, "execution_mode": "process"}, f"rate-{name}")
+        env, t_env = stream_env(cfg.flink.model_copy(update={"execution_mode": "process"}), f"rate-{name}")
         t = time.monotonic()
         metric_rollup.build(env, t_env, bootstrap, cfg.topics, cfg.clickhouse, bounded=True).wait()
         metric_rollup.wait_for_writer(cfg.clickhouse)
         walls[name] = time.monotonic() - t
-    client = warehouse.connect(cfg.clickhouse["dsn"])
-    db = cfg.clickhouse["database"]
+    client = warehouse.connect(cfg.clickhouse.dsn)
+    db = cfg.clickhouse.database
     stored = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]
     client.command(f"CREATE TABLE {db}.events_copy AS {db}.events")
     t = time.monotonic()
@@ -118,16 +118,16 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int) -> dict:
     try:
         # the writer opens the warehouse with its first record: start the load, then wait for it
         threading.Thread(target=background, daemon=True).start()
-        path = Path(cfg.clickhouse["dsn"][len("chdb://"):])
+        path = Path(cfg.clickhouse.dsn[len("chdb://"):])
         deadline = time.monotonic() + 180
         while not owner_file(path).exists():
             if time.monotonic() > deadline or any(j.poll() is not None for j in jobs):
                 raise RuntimeError(f"the jobs did not start; see {tmp}/*.log")
             time.sleep(0.2)
-        client = warehouse.connect(cfg.clickhouse["dsn"])
-        db = cfg.clickhouse["database"]
+        client = warehouse.connect(cfg.clickhouse.dsn)
+        db = cfg.clickhouse.database
         warehouse.migrate(client, db)  # the writer may still be migrating: idempotent, through the owner
-        metric = Metric("probes", "times_event_happened", {"event": PROBE})
+        metric = metric_from("probes", {"type": "times_event_happened", "event": PROBE})
         today = datetime.now(timezone.utc).date()
 
         def counted() -> int:

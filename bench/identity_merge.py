@@ -69,7 +69,7 @@ def pass_through(env, t_env, bootstrap, topics, flink_cfg: dict, bundled: bool):
     raw = kafka_rows(t_env, "raw_in", bootstrap, topics["raw"], "bench-pass-through", bounded=True)
     topic = topics["events"]
     if bundled:
-        bundles = bundled_by_record_key(raw, flink_cfg["bundle_max_records"], flink_cfg["bundle_max_delay_ms"])
+        bundles = bundled_by_record_key(raw, flink_cfg.bundle_max_records, flink_cfg.bundle_max_delay_ms)
         out = unbundled(bundles.process(BundledReparse(topic), output_type=bundle_output_type()))
     else:
         out = raw.map(lambda r: Row(topic, r[0], reparsed(r[1])), output_type=output_type())

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tracktor.analytics import queries as analytics  # noqa: E402
 from tracktor import warehouse  # noqa: E402
-from tracktor.config import Criterion, Funnel, Metric  # noqa: E402
+from tracktor.config import Criterion, Funnel, metric_from  # noqa: E402
 
 DB, APP = "tracktor", "bench"
 STEPS = ("Site visit", "Free movie view", "Registration", "Upgrade to Premium")
@@ -79,16 +79,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     args = ap.parse_args()
-    metrics = [Metric("people", "people_did_event", {"event": "Site visit"}),
-               Metric("times", "times_event_happened", {"event": "Site visit"}),
-               Metric("avg", "avg_times_per_person", {"event": "Site visit"}),
-               Metric("conv", "conversion_rate", {"event_a": "Registration", "event_b": "Upgrade to Premium"}),
-               Metric("conv-r", "conversion_rate", {"event_a": "Registration", "event_b": "Upgrade to Premium",
+    metrics = [metric_from("people", {"type": "people_did_event", "event": "Site visit"}),
+               metric_from("times", {"type": "times_event_happened", "event": "Site visit"}),
+               metric_from("avg", {"type": "avg_times_per_person", "event": "Site visit"}),
+               metric_from("conv", {"type": "conversion_rate", "event_a": "Registration", "event_b": "Upgrade to Premium"}),
+               metric_from("conv-r", {"type": "conversion_rate", "event_a": "Registration", "event_b": "Upgrade to Premium",
                                                     "repeatable": True}),
-               Metric("wait", "avg_time_between", {"event_a": "Site visit", "event_b": "Upgrade to Premium"}),
-               Metric("total", "total_property_value", {"property": "spent",
-                                                        "criteria": (Criterion("plan", "eq", "premium"),)}),
-               *[Metric("avg-" + d, "average_property_value", {"property": "spent", "divide_by": d,
+               metric_from("wait", {"type": "avg_time_between", "event_a": "Site visit", "event_b": "Upgrade to Premium"}),
+               metric_from("total", {"type": "total_property_value", "property": "spent",
+                                                        "criteria": (Criterion(property="plan", op="eq", value="premium"),)}),
+               *[metric_from("avg-" + d, {"type": "average_property_value", "property": "spent", "divide_by": d,
                                                                 **({"event": "Registration"} if d == "event_people" else {})})
                  for d in ("people", "event_people", "sets")]]
     for n in args.events:
@@ -101,12 +101,12 @@ def main() -> None:
         base = timed(lambda: client.query(f"SELECT uniqExact(person_id) FROM {DB}.events WHERE app = {{a:String}}",
                                           parameters={"a": APP}))
         print(f"  {'baseline scan (uniqExact persons)':42s} {base:7.3f} s", flush=True)
-        funnel = Funnel("f", STEPS, None)
+        funnel = Funnel.of("f", STEPS, None)
         steps = analytics.funnel(client, DB, APP, funnel, FIRST, LAST)
         t = timed(lambda: analytics.funnel(client, DB, APP, funnel, FIRST, LAST))
         print(f"  {'4-step funnel (' + ' / '.join(f'{s.people:,}' for s in steps) + ')':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
-        filtered = Funnel("f", STEPS, None, step_filters=((), (Criterion("page", "not_set"),)),
-                          people_filter=(Criterion("plan", "ne", "gold"),))
+        filtered = Funnel.of("f", STEPS, None, step_filters=((), (Criterion(property="page", op="not_set"),)),
+                          people=(Criterion(property="plan", op="ne", value="gold"),))
         t = timed(lambda: analytics.funnel(client, DB, APP, filtered, FIRST, LAST))
         print(f"  {'4-step funnel with step and person filters':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
         for m in metrics:

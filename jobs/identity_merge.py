@@ -3,45 +3,23 @@
 Keyed by app, and tracktor.raw is keyed by app too: one app's calls are read from one
 partition and handled by one subtask in that partition's order, so the outputs are a
 function of the topic's contents at any parallelism (docs/identity.md). The calls reach
-Python in bundles (flink.bundle_max_records, flink.bundle_max_delay_ms) and each bundle's
-outputs go back as one row. The rules are in udfs/identity.py; this file wires Kafka,
-state and the Python function together.
+Python in bundles and each bundle's outputs go back as one row. The rules are in
+udfs/identity.py; this file wires state and the Python function together.
 
     python -m jobs.identity_merge [--config tracktor.yaml] [--bounded]
 """
 from __future__ import annotations
 
 import orjson
-from pyflink.common import Row, Time, Types
+from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from tracktor import config as config_mod
-from tracktor.flink.environment import (bundle_output_type, bundled_by_record_key, insert_into_kafka, kafka_rows, stream_env,
-                            unbundled)
-from tracktor.cli import job_main
-from udfs.envelope import BadRecord, dead_letter, is_anonymous, parse_raw
-from udfs.identity import JOB, IdentityMerger
-from udfs.state import BufferedCell, BufferedStore, CachedStore, SplitStore
-
-OUTPUT_ROLES = ("events", "identities", "profiles", "dead_letter")
-
-
-class JsonMapState:
-    """MapState of JSON strings seen as MapState of dicts."""
-
-    def __init__(self, state):
-        self.state = state
-
-    def get(self, key, default=None):
-        text = self.state.get(key)
-        return default if text is None else orjson.loads(text)
-
-    def put(self, key, value):
-        self.state.put(key, orjson.dumps(value).decode())
-
-    def remove(self, key):
-        self.state.remove(key)
+from tracktor.flink.bundling import Outputs, bundle_output_type, bundled, unbundled
+from tracktor.flink.runner import Job, main
+from udfs.envelope import dead_letter, failure_reason, is_anonymous, parse_raw
+from udfs.identity import JOB as NAME, IdentityMerger
+from udfs.state import BufferedCell, BufferedStore, CachedStore, JsonStore, SplitStore
 
 
 class IdentityMergeFunction(KeyedProcessFunction):
@@ -61,7 +39,7 @@ class IdentityMergeFunction(KeyedProcessFunction):
         # Changes reach Flink's state once per bundle (flushed at its end, while its app is
         # still the current key), not once per call.
         self.ids = BufferedStore(ids)
-        self.groups = BufferedStore(SplitStore(JsonMapState(groups), JsonMapState(ctx.get_map_state(anonymous)),
+        self.groups = BufferedStore(SplitStore(JsonStore(groups), JsonStore(ctx.get_map_state(anonymous)),
                                                is_anonymous))
         self.version = BufferedCell(ctx.get_state(ValueStateDescriptor("version", Types.LONG())))
         self.mergers: dict[str, IdentityMerger] = {}
@@ -75,49 +53,40 @@ class IdentityMergeFunction(KeyedProcessFunction):
                                                         self.topics["raw"])
         return merger
 
-    def process_element(self, texts, ctx):
-        """One bundle of an app's raw records, in topic order -> one Row of all their outputs."""
+    def process_element(self, bundle, ctx):
+        """One bundle of an app's raw records, in topic order -> one row of all their outputs.
+        A record that fails for any reason goes to the dead-letter topic; the rest go on."""
         app = ctx.get_current_key()
         merger, topics = self.merger_for(app), self.topics
-        out_topics, out_keys, out_values = [], [], []
-        for text in texts:
+        out = Outputs()
+        for text, ts in zip(bundle.values, bundle.stamps):
             try:
                 env = parse_raw(text)
                 if env["app"] != app:
-                    raise BadRecord(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
-                outputs = merger.process(env)
-            except BadRecord as e:
-                outputs = [("dead_letter", JOB, dead_letter(JOB, topics["raw"], str(e), text))]
-            for role, key, record in outputs:
-                out_topics.append(topics[role])
-                out_keys.append(key)
-                out_values.append(orjson.dumps(record).decode())
+                    raise ValueError(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
+                outputs = [(topics[role], key, orjson.dumps(record).decode()) for role, key, record in merger.process(env)]
+            except Exception as e:  # noqa: BLE001 - one record must never stop the job
+                outputs = [(topics["dead_letter"], NAME,
+                            orjson.dumps(dead_letter(NAME, topics["raw"], failure_reason(e), text, ts)).decode())]
+            for topic, key, value in outputs:
+                out.add(topic, key, value, ts)
         for buffered in (self.ids, self.groups, self.version):
             buffered.flush()
-        if out_values:
-            yield Row(out_topics, out_keys, out_values)
+        if out:
+            yield out.row()
 
 
-def build(env, t_env, bootstrap_servers: str, topics: dict, bounded: bool, flink_cfg: dict,
-          anonymous_retention_s: float = 90 * 86400):
-    """Wire the job; returns the TableResult of its Kafka insert."""
-    raw = kafka_rows(t_env, "raw_in", bootstrap_servers, topics["raw"], "tracktor-identity-merge", bounded)
-    bundles = bundled_by_record_key(raw, flink_cfg["bundle_max_records"], flink_cfg["bundle_max_delay_ms"])
-    out = (bundles.process(IdentityMergeFunction(topics, anonymous_retention_s), output_type=bundle_output_type())
-                  .uid("identity-merge").name("identity merge"))
-    return insert_into_kafka(t_env, unbundled(out), "identity_out", bootstrap_servers,
-                             [topics[r] for r in OUTPUT_ROLES], "tracktor-identity-merge")
+def build(inputs: dict, cfg):
+    bundles = bundled(inputs["raw"], cfg.flink.bundle_max_records, cfg.flink.bundle_max_delay_ms)
+    merged = (bundles.process(IdentityMergeFunction(cfg.topics, cfg.identity.anonymous_retention),
+                              output_type=bundle_output_type())
+              .uid(JOB.uid("merge")).name("identity merge"))
+    return unbundled(merged)
 
 
-def run(cfg: config_mod.Config, bootstrap_servers: str, bounded: bool):
-    env, t_env = stream_env(cfg.flink, "identity_merge", resume=not bounded)
-    build(env, t_env, bootstrap_servers, cfg.topics, bounded, cfg.flink,
-          cfg.identity["anonymous_retention_seconds"]).wait()
-
-
-def main(argv=None):
-    job_main(__doc__, run, argv)
-
+JOB = Job(NAME, inputs=("raw",), outputs=("events", "identities", "profiles", "dead_letter"), build=build,
+          clock_inputs=("raw",), clock_outputs=("events",),
+          summary="tracking calls -> resolved events, identity changes and profiles")
 
 if __name__ == "__main__":
-    main()
+    main(JOB)

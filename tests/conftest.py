@@ -71,8 +71,12 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", **fl
     return config.load(path)
 
 
+HEARTBEAT = b"#hb:"  # clock records (tracktor/flink/kafka.py); read_topic leaves them out
+
+
 def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> list[tuple[str, dict]]:
-    """Every record of a topic committed when the call starts, as (key, value): read up to
+    """Every record of a topic committed when the call starts, as (key, value), heartbeats
+    left out: read up to
     the end offsets (the last stable ones, read_committed), not until the topic has been
     quiet for a while, which a loaded machine could mistake for the end."""
     import json
@@ -98,6 +102,16 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> 
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_ms} ms"
             for tp, batch in consumer.poll(timeout_ms=500).items():
                 records[tp] += [m for m in batch if m.offset < end[tp]]
-        return [(m.key.decode() if m.key else None, json.loads(m.value)) for tp in tps for m in records[tp]]
+        return [(m.key.decode() if m.key else None, json.loads(m.value)) for tp in tps for m in records[tp]
+                if not (m.key or b"").startswith(HEARTBEAT)]
     finally:
         consumer.close()
+
+
+def run_jobs(cfg, bootstrap_servers: str, *names: str, bounded: bool = True) -> None:
+    """Run the named jobs (all of jobs.NAMES by default) one after the other, bounded."""
+    import jobs
+    from tracktor.flink import runner
+
+    for name in names or jobs.NAMES:
+        runner.run(jobs.load(name), cfg, bootstrap_servers, bounded)

@@ -19,8 +19,8 @@ DAY = "from=2026-01-01&to=2026-01-01"
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     cfg = make_config(tmp_path_factory.mktemp("api"), "api")
-    client = warehouse.connect(cfg.clickhouse["dsn"])
-    db = cfg.clickhouse["database"]
+    client = warehouse.connect(cfg.clickhouse.dsn)
+    db = cfg.clickhouse.database
     warehouse.migrate(client, db)
     write(client, "events", [ev("a-1", STEPS[0], 0, app="demo-video"), ev("u1", STEPS[1], 1, app="demo-video"),
                              ev("u2", STEPS[0], 2, app="demo-video"), ev("s1", "Product view", 3, app="demo-shop")], db)

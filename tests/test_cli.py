@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import make_config, read_topic
 from tracktor import ROOT
+from tracktor.topics import ensure_topics
 from tracktor.dev import envelopes as E, loader, stack
 
 pytestmark = pytest.mark.integration  # a real broker, real Flink jobs, real chDB
@@ -159,13 +160,13 @@ def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_pa
     from tracktor import warehouse
 
     cfg = make_config(tmp_path, "cli-report")
-    client = warehouse.connect(cfg.clickhouse["dsn"])
-    warehouse.migrate(client, cfg.clickhouse["database"])
+    client = warehouse.connect(cfg.clickhouse.dsn)
+    warehouse.migrate(client, cfg.clickhouse.database)
     steps = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
     rows = [ev("a-1", steps[0], 0, app="demo-video"), ev("u1", steps[1], 1, app="demo-video"),
             ev("u2", steps[0], 2, app="demo-video")]
-    write(client, "events", rows, cfg.clickhouse["database"])
-    write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], cfg.clickhouse["database"])
+    write(client, "events", rows, cfg.clickhouse.database)
+    write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], cfg.clickhouse.database)
     client.close()  # chDB: one process at a time
 
     period = ["--app", "demo-video", "--from", "2026-01-01", "--to", "2026-01-01"]
@@ -188,7 +189,7 @@ def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_pa
                            "--define", "{steps: [Site visit, Free movie view], window: 1h}").stdout)
     assert [s["people"] for s in adhoc] == [2, 1]
     bad = cli(cfg, "report", "metric", "x", *period, "--define", "{type: average_property_value}")
-    assert bad.returncode == 2 and "needs 'property'" in bad.stderr
+    assert bad.returncode == 2 and "missing key 'property'" in bad.stderr
 
 
 def test_report_and_the_api_answer_while_metric_rollup_runs(kafka, tmp_path):
@@ -197,7 +198,7 @@ def test_report_and_the_api_answer_while_metric_rollup_runs(kafka, tmp_path):
 
     from tracktor.warehouse.shared import owner_file
     cfg = make_config(tmp_path, "cli-live", kafka)
-    stack.ensure_topics(kafka, cfg.topics, cfg.kafka["partitions"])
+    ensure_topics(kafka, cfg.kafka)
     job = start_job(cfg, "metric_rollup")
     api = None
     try:
@@ -213,7 +214,7 @@ def test_report_and_the_api_answer_while_metric_rollup_runs(kafka, tmp_path):
             return json.loads(out.stdout)["people"] == 3
         wait_for("report to count the new events", visitors, job)
         # the job's Python worker (PyFlink's loopback mode: the job's own process) owns the warehouse
-        path = Path(cfg.clickhouse["dsn"][len("chdb://"):])
+        path = Path(cfg.clickhouse.dsn[len("chdb://"):])
         assert json.loads(owner_file(path).read_text())["pid"] == job.pid
         api = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "serve", "--port", "0"],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True, env=clean_env())

@@ -9,13 +9,13 @@ import pytest
 from tests.conftest import BEGINNING, ONE_MINUTE
 from tracktor.analytics import queries as analytics
 from tracktor import warehouse
-from tracktor.config import Criterion, Funnel, Metric
+from tracktor.config import Criterion, Funnel, metric_from
 from udfs.rollup import to_rows
 
 DB = "tracktor"
 APP = "app1"
 DAY = date(2026, 1, 1)
-ABCD = Funnel("abcd", ("A", "B", "C", "D"), None)
+ABCD = Funnel.of("abcd", ("A", "B", "C", "D"), None)
 
 
 @pytest.fixture()
@@ -129,7 +129,7 @@ def test_a_replayed_batch_leaves_no_duplicate(client):
     batch = [ev("p1", "A", 0), ev("p1", "A", 5)]
     write(client, "events", batch)
     write(client, "events", batch)
-    times = Metric("times", "times_event_happened", {"event": "A"})
+    times = metric_from("times", {"type": "times_event_happened", "event": "A"})
     assert analytics.metric(client, DB, APP, times, DAY, DAY).days == [(DAY, 2)]
 
 
@@ -142,12 +142,12 @@ def test_one_apps_data_is_invisible_to_another(client):
 
 def test_a_conversion_window_cuts_slow_people(client):
     write(client, "events", [ev("fast", "A", 0), ev("fast", "B", 5), ev("slow", "A", 0), ev("slow", "B", 50)])
-    assert reached(client, Funnel("w", ("A", "B"), 10 * 60)) == [2, 1]
+    assert reached(client, Funnel.of("w", ("A", "B"), 10 * 60)) == [2, 1]
 
 
 def test_metric_series_include_days_without_events(client):
     write(client, "events", [ev("p1", "A", 0), ev("p2", "A", 1), ev("p1", "A", 2 * 24 * 60)])
-    m = analytics.metric(client, DB, APP, Metric("people", "people_did_event", {"event": "A"}), DAY, date(2026, 1, 3))
+    m = analytics.metric(client, DB, APP, metric_from("people", {"type": "people_did_event", "event": "A"}), DAY, date(2026, 1, 3))
     assert [v for _, v in m.days] == [2, 0, 1]
     assert (m.daily_max, m.daily_min, m.people) == (2, 0, 2)
     assert m.daily_avg == pytest.approx(1.0)
@@ -156,7 +156,7 @@ def test_metric_series_include_days_without_events(client):
 def test_funnel_step_names_are_parameters_not_sql(client):
     hostile = "A') OR 1=1 --"
     write(client, "events", [ev("p1", hostile, 0), ev("p1", "B", 1), ev("p2", "A", 0)])
-    assert reached(client, Funnel("h", (hostile, "B"), None)) == [1, 1]
+    assert reached(client, Funnel.of("h", (hostile, "B"), None)) == [1, 1]
 
 
 A_THEN_B = [ev("p1", "A", 0), ev("p1", "B", 5), ev("p1", "A", 10), ev("p1", "B", 20),   # A twice, B twice
@@ -166,7 +166,7 @@ A_THEN_B = [ev("p1", "A", 0), ev("p1", "B", 5), ev("p1", "A", 10), ev("p1", "B",
 
 
 def metric_of(client, mtype, last=date(2026, 1, 3), **params):
-    return analytics.metric(client, DB, APP, Metric("m", mtype, params), DAY, last)
+    return analytics.metric(client, DB, APP, metric_from("m", {"type": mtype, **params}), DAY, last)
 
 
 def test_conversion_rate_non_repeatable_counts_people_by_the_day_of_their_first_a(client):
@@ -208,7 +208,7 @@ def test_every_configured_metric_type_has_an_answer():
 def test_a_funnel_of_32_steps_the_most_windowfunnel_takes(client):
     names = [f"s{i}" for i in range(32)]
     write(client, "events", [ev("p1", n, i) for i, n in enumerate(names)] + [ev("p2", n, i) for i, n in enumerate(names[:7])])
-    assert reached(client, Funnel("long", tuple(names), None)) == [2] * 7 + [1] * 25
+    assert reached(client, Funnel.of("long", tuple(names), None)) == [2] * 7 + [1] * 25
 
 
 def props(distinct_id, minute, values, eid=None):
@@ -242,11 +242,11 @@ def test_property_total_follows_each_days_latest_values_over_merged_persons(clie
 def test_property_total_counts_only_people_meeting_the_criteria(client):
     write(client, "events", PROFILES)
     write(client, "identities", [ident("a-4", "u4", 1)])
-    gold = (Criterion("plan", "eq", "gold"),)
+    gold = (Criterion(property="plan", op="eq", value="gold"),)
     assert [v for _, v in metric_of(client, "total_property_value", property="spent", criteria=gold).days] == [11, 31, 31]
-    rich = (Criterion("spent", "gte", 10), Criterion("plan", "ne", "free"))
+    rich = (Criterion(property="spent", op="gte", value=10), Criterion(property="plan", op="ne", value="free"))
     assert [v for _, v in metric_of(client, "total_property_value", property="spent", criteria=rich).days] == [10, 30, 30]
-    no_plan = (Criterion("plan", "not_set"),)
+    no_plan = (Criterion(property="plan", op="not_set"),)
     assert [v for _, v in metric_of(client, "total_property_value", property="spent", criteria=no_plan).days] == [0, 0, 0]
 
 
@@ -271,12 +271,12 @@ def test_funnel_filters_on_step_data_and_person_properties(client):
                              data_ev("p3", "A", 0, page="/blog"), data_ev("p3", "B", 1, price=50)])
     write(client, "profiles", [{"app": APP, "person_id": "p2", "properties": {"plan": "gold"}, "version": 1,
                                 "ts": BEGINNING, "merged_into": None}])
-    home = (Criterion("page", "eq", "/"),)
-    assert reached(client, Funnel("f", ("A", "B"), step_filters=(home, ()))) == [2, 2]
-    assert reached(client, Funnel("f", ("A", "B"), step_filters=(home, (Criterion("price", "gt", 10),)))) == [2, 1]
-    assert reached(client, Funnel("f", ("A", "B"), people_filter=(Criterion("plan", "eq", "gold"),))) == [1, 1]
-    assert reached(client, Funnel("f", ("A", "B"), people_filter=(Criterion("plan", "not_set"),))) == [2, 2]
-    f = Funnel("f", ("A", "B"), step_filters=((), (Criterion("price", "lt", 30),)))
+    home = (Criterion(property="page", op="eq", value="/"),)
+    assert reached(client, Funnel.of("f", ("A", "B"), step_filters=(home, ()))) == [2, 2]
+    assert reached(client, Funnel.of("f", ("A", "B"), step_filters=(home, (Criterion(property="price", op="gt", value=10),)))) == [2, 1]
+    assert reached(client, Funnel.of("f", ("A", "B"), people=(Criterion(property="plan", op="eq", value="gold"),))) == [1, 1]
+    assert reached(client, Funnel.of("f", ("A", "B"), people=(Criterion(property="plan", op="not_set"),))) == [2, 2]
+    f = Funnel.of("f", ("A", "B"), step_filters=((), (Criterion(property="price", op="lt", value=30),)))
     assert [p.person for p in analytics.funnel_people(client, DB, APP, f, DAY, DAY, step=1, dropped=True)] == ["p3"]
 
 

@@ -6,10 +6,12 @@
   migrate                   create or update the ClickHouse tables
   generate                  write sample tracking calls as JSON lines
   load                      send sample tracking calls to tracktor.raw
-  job NAME [--bounded]      run one Flink job (identity_merge, metric_rollup)
+  job NAME [--bounded]      run one Flink job (jobs/NAME.py)
   report funnel|metric NAME funnel or metric answers read from ClickHouse
   serve                     the analytics JSON API and charts over HTTP
   demo                      the whole pipeline over sample data, with results
+
+--config FILE (default: tracktor.yaml) goes before or after the command.
 """
 from __future__ import annotations
 
@@ -20,19 +22,18 @@ from datetime import date
 
 from tracktor import config as config_mod
 
-JOBS = ("identity_merge", "metric_rollup")
-
 
 def _cfg(args) -> config_mod.Config:
     return config_mod.load(args.config)
 
 
 def cmd_kafka(args) -> int:
+    from tracktor import topics
     from tracktor.dev import stack
     cfg = _cfg(args)
     if args.action == "start":
         address = stack.start_embedded(cfg)
-        created = stack.ensure_topics(address, cfg.topics, cfg.kafka["partitions"])
+        created = topics.ensure_topics(address, cfg.kafka)
         print(f"embedded Kafka at {address}" + (f"; created {', '.join(created)}" if created else ""))
     elif args.action == "stop":
         print("stopped" if stack.stop_embedded(cfg) else "not running")
@@ -44,9 +45,10 @@ def cmd_kafka(args) -> int:
 
 
 def cmd_topics(args) -> int:
+    from tracktor import topics
     from tracktor.dev import stack
     cfg = _cfg(args)
-    created = stack.ensure_topics(stack.resolve_bootstrap(cfg), cfg.topics, cfg.kafka["partitions"])
+    created = topics.ensure_topics(stack.resolve_bootstrap(cfg), cfg.kafka)
     print(f"created: {', '.join(created)}" if created else "all topics exist")
     return 0
 
@@ -54,8 +56,11 @@ def cmd_topics(args) -> int:
 def cmd_migrate(args) -> int:
     from tracktor import warehouse
     cfg = _cfg(args)
-    client = warehouse.connect(cfg.clickhouse["dsn"])
-    applied = warehouse.migrate(client, cfg.clickhouse["database"])
+    client = warehouse.connect(cfg.clickhouse.dsn)
+    try:
+        applied = warehouse.migrate(client, cfg.clickhouse.database)
+    finally:
+        client.close()
     print(f"applied: {', '.join(applied)}" if applied else "up to date")
     return 0
 
@@ -73,26 +78,27 @@ def cmd_generate(args) -> int:
 
 
 def cmd_load(args) -> int:
+    from tracktor import topics
     from tracktor.dev import loader, stack
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
-    stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
+    topics.ensure_topics(bootstrap, cfg.kafka)
     loader.send(bootstrap, cfg.topics["raw"], _generator(args))
     return 0
 
 
 def cmd_job(args) -> int:
-    import importlib
+    import jobs
     from tracktor.dev import stack
+    from tracktor.flink import runner
     cfg = _cfg(args)
-    module = importlib.import_module(f"jobs.{args.name}")
-    module.run(cfg, stack.resolve_bootstrap(cfg), args.bounded)
+    runner.run(jobs.load(args.name), cfg, stack.resolve_bootstrap(cfg), args.bounded)
     return 0
 
 
 def cmd_report(args) -> int:
-    from tracktor.analytics import report
     from tracktor import warehouse
+    from tracktor.analytics import report
     cfg = _cfg(args)
     definition = None
     if args.define:
@@ -104,10 +110,10 @@ def cmd_report(args) -> int:
     except (report.NotFound, ValueError) as e:
         raise config_mod.ConfigError(str(e)) from None
     fmt = "json" if args.json else "html" if args.html else "table"
-    client = warehouse.connect(cfg.clickhouse["dsn"])
+    client = warehouse.connect(cfg.clickhouse.dsn)
     try:
-        warehouse.migrate(client, cfg.clickhouse["database"])  # an empty warehouse answers zeros, not errors
-        text = report.render(q, report.answer(client, cfg.clickhouse["database"], q), fmt)
+        warehouse.migrate(client, cfg.clickhouse.database)  # an empty warehouse answers zeros, not errors
+        text = report.render(q, report.answer(client, cfg.clickhouse.database, q), fmt)
     finally:
         client.close()
     if args.html:
@@ -142,11 +148,12 @@ def _serve(server, banner: str) -> int:
 
 
 def cmd_collector(args) -> int:
-    from tracktor.dev import stack
+    from tracktor import topics
     from tracktor.collector.processes import CollectorProcesses
+    from tracktor.dev import stack
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
-    stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
+    topics.ensure_topics(bootstrap, cfg.kafka)
     collector = CollectorProcesses(cfg, bootstrap, args.workers, port=args.port).start()
     return _serve(collector, f"collector at {collector.address} ({collector.workers} processes) "
                              f"-> {cfg.topics['raw']} on {bootstrap}")
@@ -156,7 +163,7 @@ def cmd_serve(args) -> int:
     from tracktor.analytics.api import Api
     cfg = _cfg(args)
     api = Api(cfg, port=args.port).start()
-    return _serve(api, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse['dsn']})")
+    return _serve(api, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse.dsn})")
 
 
 def cmd_demo(args) -> int:
@@ -164,50 +171,40 @@ def cmd_demo(args) -> int:
     return run_demo(_cfg(args), people=args.people, seed=args.seed)
 
 
-def job_main(doc: str, run, argv=None) -> None:
-    """`python -m jobs.NAME [--config FILE] [--bounded]`: what every job file's main() does."""
-    import logging
-    from tracktor.dev import stack
-
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
-    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
-    p.add_argument("--bounded", action="store_true",
-                   help="replay the input topics from their beginning and stop at their end "
-                        "(without it: run on, resuming from the newest checkpoint)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = config_mod.load(args.config)
-    run(cfg, stack.resolve_bootstrap(cfg), args.bounded)
-
-
 def parser() -> argparse.ArgumentParser:
+    import jobs
+    from tracktor.flink.runner import BOUNDED_HELP
+
+    # --config before the command (the top parser) or after it (each command's parser);
+    # SUPPRESS keeps a command's parser from overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="YAML configuration (default: tracktor.yaml)")
     p = argparse.ArgumentParser(prog="tracktor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    k = sub.add_parser("kafka", help="the embedded broker")
-    k.add_argument("action", choices=("start", "stop", "status"))
-    k.set_defaults(func=cmd_kafka)
-    sub.add_parser("topics", help="create missing topics").set_defaults(func=cmd_topics)
-    sub.add_parser("migrate", help="create or update ClickHouse tables").set_defaults(func=cmd_migrate)
+    def command(name, func, **kw):
+        c = sub.add_parser(name, parents=[common], **kw)
+        c.set_defaults(func=func)
+        return c
+
+    command("kafka", cmd_kafka, help="the embedded broker").add_argument("action", choices=("start", "stop", "status"))
+    command("topics", cmd_topics, help="create missing topics")
+    command("migrate", cmd_migrate, help="create or update ClickHouse tables")
 
     for name, func, hlp in (("generate", cmd_generate, "sample calls as JSON lines"),
                             ("load", cmd_load, "sample calls to tracktor.raw")):
-        g = sub.add_parser(name, help=hlp)
+        g = command(name, func, help=hlp)
         g.add_argument("--seed", type=int, default=1)
         g.add_argument("--people", type=int, default=1000, help="visitors per app")
         if name == "generate":
             g.add_argument("--out", help="file to write (default: stdout)")
-        g.set_defaults(func=func)
 
-    j = sub.add_parser("job", help="run one Flink job")
-    j.add_argument("name", choices=JOBS)
-    j.add_argument("--bounded", action="store_true",
-                   help="replay the input topics from their beginning and stop at their end "
-                        "(without it: run on, resuming from the newest checkpoint)")
-    j.set_defaults(func=cmd_job)
+    j = command("job", cmd_job, help="run one Flink job")
+    j.add_argument("name", choices=jobs.NAMES)
+    j.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
 
-    r = sub.add_parser("report", help="funnel or metric from ClickHouse")
+    r = command("report", cmd_report, help="funnel or metric from ClickHouse")
     r.add_argument("kind", choices=("funnel", "metric"))
     r.add_argument("name", help="a funnel or metric of the app in the config (or a label for --define)")
     r.add_argument("--app", help="app sid (default: the first in the config)")
@@ -222,21 +219,17 @@ def parser() -> argparse.ArgumentParser:
     out = r.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON instead of a table")
     out.add_argument("--html", metavar="FILE", help="write a chart as a self-contained HTML file")
-    r.set_defaults(func=cmd_report)
 
-    sv = sub.add_parser("serve", help="serve the analytics JSON API and charts (reads ClickHouse)")
+    sv = command("serve", cmd_serve, help="serve the analytics JSON API and charts (reads ClickHouse)")
     sv.add_argument("--port", type=int, default=None, help="port (default: api.port in the config)")
-    sv.set_defaults(func=cmd_serve)
 
-    c = sub.add_parser("collector", help="serve the HTTP tracking API (to tracktor.raw)")
+    c = command("collector", cmd_collector, help="serve the HTTP tracking API (to tracktor.raw)")
     c.add_argument("--port", type=int, default=None, help="port (default: collector.port in the config)")
     c.add_argument("--workers", type=_at_least_one, default=None, help="processes serving the port (default: collector.workers)")
-    c.set_defaults(func=cmd_collector)
 
-    d = sub.add_parser("demo", help="the whole pipeline over sample data")
+    d = command("demo", cmd_demo, help="the whole pipeline over sample data")
     d.add_argument("--people", type=int, default=2000, help="visitors per app")
     d.add_argument("--seed", type=int, default=1)
-    d.set_defaults(func=cmd_demo)
     return p
 
 

@@ -55,6 +55,12 @@ class BadRecord(ValueError):
     """A record a job cannot use; the message is the reason sent to the dead-letter topic."""
 
 
+def failure_reason(error: Exception) -> str:
+    """What a dead-letter record says went wrong: a BadRecord's own words, else the error's
+    type and message (a record that trips over a bug must still leave the job running)."""
+    return str(error) if isinstance(error, BadRecord) else f"{type(error).__name__}: {error}"
+
+
 def dead_letter(job: str, topic: str, reason: str, record: str, failed_at: int | None = None) -> dict:
     """A tracktor.deadletter record; `failed_at` defaults to now (ms since the epoch)."""
     return {"job": job, "topic": topic, "reason": reason, "record": (record or "")[:MAX_DEAD_LETTER_RECORD],

@@ -5,6 +5,8 @@ so a job hands its state objects straight in.
 """
 from __future__ import annotations
 
+import orjson
+
 
 class DictStore(dict):
     """MapState's get/put/remove over a dict."""
@@ -30,6 +32,23 @@ class Cell:
 
     def update(self, value) -> None:
         self._value = value
+
+
+class JsonStore:
+    """A MapState of JSON text seen as a MapState of values."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def get(self, key, default=None):
+        text = self.state.get(key)
+        return default if text is None else orjson.loads(text)
+
+    def put(self, key, value) -> None:
+        self.state.put(key, orjson.dumps(value).decode())
+
+    def remove(self, key) -> None:
+        self.state.remove(key)
 
 
 class SplitStore:

@@ -3,7 +3,6 @@ Selenium): a page on its own origin embeds the seed's snippet, unchanged but for
 script host; the calls must arrive on the real broker through the real collector."""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_config, read_topic
+from tracktor.topics import ensure_topics
 from tracktor.dev import stack
 from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import free_port
@@ -71,11 +71,11 @@ def browser():
 def site(kafka, tmp_path_factory):
     """The collector (with auto events for the app) and a page server on another origin."""
     cfg = make_config(tmp_path_factory.mktemp("browser"), "browser")
-    app = dataclasses.replace(cfg.apps["demo-shop"], sid=SID, auto_events={
-        "pageViews": [{"event": "Shop page view", "url": "/shop"}],
-        "clicks": [{"event": "Buy click", "selector": "#buy"}]})
-    cfg = dataclasses.replace(cfg, apps={**cfg.apps, SID: app})
-    stack.ensure_topics(kafka, cfg.topics, 2)
+    app = {**cfg.apps["demo-shop"].model_dump(), "sid": SID, "auto_events": {
+        "page_views": [{"event": "Shop page view", "url": "/shop"}],
+        "clicks": [{"event": "Buy click", "selector": "#buy"}]}}
+    cfg = cfg.updated(apps=[*cfg.app_list, app])
+    ensure_topics(kafka, cfg.kafka, partitions=2)
     port = free_port()
     collector = Collector(cfg, kafka, port=port).start()
     page = (PAGE % {"snippet": SNIPPET % {"token": SID, "host": f"http://127.0.0.1:{port}"}}).encode()

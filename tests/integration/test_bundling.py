@@ -1,4 +1,4 @@
-"""The JVM bundling in front of Python functions (tracktor.flink.bundled_by_record_key,
+"""The JVM bundling in front of Python functions (tracktor.flink.bundling.bundled,
 io.tracktor.flink.RecordBundler): every record once, in order per key, bundles no bigger
 than asked, and nothing waits longer than the delay for a bundle to fill."""
 from __future__ import annotations
@@ -11,8 +11,10 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction
 
 from tests.conftest import make_config
-from tracktor.dev import stack
-from tracktor.flink.environment import bundled_by_record_key, kafka_rows, stream_env
+from tracktor.flink.bundling import bundled
+from tracktor.flink.environment import stream_env
+from tracktor.flink.kafka import source, source_type
+from tracktor.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -22,16 +24,16 @@ SEEN = Types.ROW_NAMED(["k", "values"], [Types.STRING(), Types.STRING()])
 class ShowBundle(KeyedProcessFunction):
     """Each bundle as (key, JSON list of its values)."""
 
-    def process_element(self, values, ctx):
-        yield Row(ctx.get_current_key(), json.dumps(list(values)))
+    def process_element(self, bundle, ctx):
+        yield Row(ctx.get_current_key(), json.dumps(list(bundle.values)))
 
 
 def test_bundles_keep_every_record_once_in_order_and_hold_at_most_max_records(tmp_path):
     cfg = make_config(tmp_path, "bundling", parallelism=2)
     env, _ = stream_env(cfg.flink, "bundling-bounded")
-    records = [Row(f"app-{i % 3}", f"v{i}") for i in range(200)]
-    rows = env.from_collection(records, type_info=Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()]))
-    bundles = bundled_by_record_key(rows, max_records=7, max_delay_ms=60_000)
+    records = [Row(f"app-{i % 3}", f"v{i}", i) for i in range(200)]
+    rows = env.from_collection(records, type_info=source_type())
+    bundles = bundled(rows, max_records=7, max_delay_ms=60_000)
     with bundles.process(ShowBundle(), output_type=SEEN).execute_and_collect() as results:
         seen = [(k, json.loads(values)) for k, values in results]
 
@@ -49,9 +51,9 @@ class AppendBundle(KeyedProcessFunction):
     def __init__(self, path: str):
         self.path = path
 
-    def process_element(self, values, ctx):
+    def process_element(self, bundle, ctx):
         with open(self.path, "a") as f:
-            f.writelines(f"{v}\n" for v in values)
+            f.writelines(f"{v}\n" for v in bundle.values)
         yield from ()
 
 
@@ -59,15 +61,15 @@ def test_a_bundle_that_does_not_fill_goes_on_after_the_delay_with_no_checkpoint(
     # Checkpoints a day apart (Flink starts the first at a random moment within the interval,
     # so a short interval could flush the bundle first): only the bundler's timer sends it on.
     cfg = make_config(tmp_path, "bundling-timer", checkpoint_interval_ms=86_400_000)
-    stack.ensure_topics(kafka, {"raw": cfg.topics["raw"]}, 1)
+    ensure_topics(kafka, cfg.kafka, [cfg.topics["raw"]], partitions=1)
     from kafka import KafkaProducer
     with KafkaProducer(bootstrap_servers=kafka) as producer:
         for i in range(5):
             producer.send(cfg.topics["raw"], key=b"app", value=f"v{i}".encode())
     env, t_env = stream_env(cfg.flink, "bundling-unbounded")
-    rows = kafka_rows(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", bounded=False)
+    rows = source(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", False, cfg.flink, clock=False)
     out = tmp_path / "seen.txt"
-    bundled_by_record_key(rows, max_records=1000, max_delay_ms=200).process(AppendBundle(str(out))).print()
+    bundled(rows, max_records=1000, max_delay_ms=200).process(AppendBundle(str(out))).print()
     job = env.execute_async("bundling-unbounded")
     try:
         deadline = time.monotonic() + 45  # start-up takes ~10 s here

@@ -1,7 +1,6 @@
 """The collector over real HTTP, in front of the real broker: every endpoint and error."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import urllib.error
@@ -13,6 +12,7 @@ import pytest
 
 from tests.conftest import make_config, read_topic
 from tests.test_schemas import SCHEMAS
+from tracktor.topics import ensure_topics
 from tracktor.dev import stack
 from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import free_port
@@ -25,10 +25,9 @@ SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
 @pytest.fixture(scope="module")
 def setup(kafka, tmp_path_factory):
     cfg = make_config(tmp_path_factory.mktemp("collector"), "col")
-    signed = dataclasses.replace(cfg.apps["demo-video"], sid="signed-app", secret=SECRET, signed_only=True)
-    cfg = dataclasses.replace(cfg, apps={**cfg.apps, "signed-app": signed},
-                              collector={**cfg.collector, "max_body_bytes": 20_000, "max_batch_calls": 50})
-    stack.ensure_topics(kafka, cfg.topics, 2)
+    signed = cfg.apps["demo-video"].model_copy(update={"sid": "signed-app", "secret": SECRET, "signed_only": True})
+    cfg = cfg.updated(apps=[*cfg.app_list, signed], collector={"max_body_bytes": 20_000, "max_batch_calls": 50})
+    ensure_topics(kafka, cfg.kafka, partitions=2)
     collector = Collector(cfg, kafka, port=0).start()
     yield cfg, collector
     collector.stop()
@@ -139,7 +138,7 @@ def test_the_javascript_library_is_served_set_up_for_the_app(setup):
     status, ctype, text = fetch(c.address, "/scripts/demo-video.js")
     assert status == 200 and ctype.startswith("application/javascript")
     settings = json.loads(text[text.rindex("(window, document, ") + len("(window, document, "):text.rindex(");")])
-    assert settings == {"sid": "demo-video", "endpoint": c.address, "autoEvents": cfg.apps["demo-video"].auto_events}
+    assert settings == {"sid": "demo-video", "endpoint": c.address, "autoEvents": cfg.apps["demo-video"].auto_events.for_library()}
     status, _, text = fetch(c.address, "/scripts/nobody.js")
     assert status == 404 and "no app 'nobody'" in text
 
@@ -183,7 +182,7 @@ def test_several_collector_processes_share_the_port_and_lose_nothing(kafka, tmp_
     from concurrent.futures import ThreadPoolExecutor
     from tracktor.collector.processes import CollectorProcesses
     cfg = make_config(tmp_path, "colprocs")
-    stack.ensure_topics(kafka, cfg.topics, 2)
+    ensure_topics(kafka, cfg.kafka, partitions=2)
     group = CollectorProcesses(cfg, kafka, workers=3, port=0).start()
     try:
         assert len(group.children) == 2 and all(child.is_alive() for child in group.children)

@@ -4,17 +4,16 @@ second run also hands Python much smaller bundles (7 calls, not 500): how the ca
 bundled must not change the outputs either."""
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from datetime import date
 
 import pytest
 
-from jobs import identity_merge, metric_rollup
 from tests import reference
-from tests.conftest import BEGINNING, ONE_DAY, make_config, read_topic
+from tests.conftest import run_jobs, BEGINNING, ONE_DAY, make_config, read_topic
 from tests.integration.test_pipeline import scenario
 from tracktor.analytics import queries as analytics
+from tracktor.topics import ensure_topics
 from tracktor.dev import loader, stack
 from tracktor import warehouse
 from tracktor.config import Funnel
@@ -32,8 +31,8 @@ def outputs_of(kafka, cfg):
 @pytest.fixture(scope="module")
 def runs(kafka, tmp_path_factory):
     base = make_config(tmp_path_factory.mktemp("p1"), "par")
-    base = dataclasses.replace(base, kafka={**base.kafka, "partitions": 4})
-    stack.ensure_topics(kafka, base.topics, 4)
+    base = base.updated(kafka={"partitions": 4})
+    ensure_topics(kafka, base.kafka, partitions=4)
     envs = list(Generator(seed=9, people=120, start_ms=BEGINNING, days=2)) + scenario()
     loader.send(kafka, base.topics["raw"], envs)
     results = {}
@@ -41,10 +40,9 @@ def runs(kafka, tmp_path_factory):
         tmp = tmp_path_factory.mktemp(f"p{parallelism}")
         cfg = make_config(tmp, f"par{parallelism}", parallelism=parallelism,
                           bundle_max_records=500 if parallelism == 1 else 7)
-        cfg = dataclasses.replace(cfg, topics={**cfg.topics, "raw": base.topics["raw"]})
-        stack.ensure_topics(kafka, cfg.topics, 4)
-        identity_merge.run(cfg, kafka, bounded=True)
-        metric_rollup.run(cfg, kafka, bounded=True)
+        cfg = cfg.updated(kafka={"topics": {"raw": base.topics["raw"]}})
+        ensure_topics(kafka, cfg.kafka, partitions=4)
+        run_jobs(cfg, kafka)
         results[parallelism] = (cfg, outputs_of(kafka, cfg))
     return envs, results
 
@@ -71,13 +69,13 @@ def test_clickhouse_gives_the_same_answers_and_the_reference_ones(runs):
     expected = reference.funnel(envs, "demo-video", list(steps), BEGINNING, BEGINNING + 3 * ONE_DAY, 3 * ONE_DAY)
     answers = []
     for cfg, _ in results.values():
-        client = warehouse.connect(cfg.clickhouse["dsn"])
+        client = warehouse.connect(cfg.clickhouse.dsn)
         try:
-            f = analytics.funnel(client, cfg.clickhouse["database"], "demo-video", Funnel("f", steps, None),
+            f = analytics.funnel(client, cfg.clickhouse.database, "demo-video", Funnel.of("f", steps, None),
                                  date(2026, 1, 1), date(2026, 1, 3))
-            persons = client.query(f"SELECT app, person_id, properties FROM {cfg.clickhouse['database']}.persons FINAL "
+            persons = client.query(f"SELECT app, person_id, properties FROM {cfg.clickhouse.database}.persons FINAL "
                                    "ORDER BY app, person_id").result_rows
-            everyone = analytics.funnel_people(client, cfg.clickhouse["database"], "demo-video", Funnel("f", steps, None),
+            everyone = analytics.funnel_people(client, cfg.clickhouse.database, "demo-video", Funnel.of("f", steps, None),
                                                date(2026, 1, 1), date(2026, 1, 3), step=1, limit=100_000)
         finally:
             client.close()

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
-from jobs import identity_merge, metric_rollup
 from tests import reference
-from tests.conftest import BEGINNING, ONE_DAY, ONE_MINUTE, make_config, read_topic
+from tests.conftest import run_jobs, BEGINNING, ONE_DAY, ONE_MINUTE, make_config, read_topic
 from tests.test_schemas import SCHEMAS
 from tracktor.analytics import queries as analytics
+from tracktor.topics import ensure_topics
 from tracktor.dev import envelopes as E, loader, stack
 from tracktor import warehouse
 from tracktor.config import Criterion, Funnel
@@ -73,7 +73,7 @@ BROKEN = ["{this is not json", json.dumps({"type": "track", "app": APP}), json.d
 @pytest.fixture(scope="module")
 def run(kafka, tmp_path_factory):
     cfg = make_config(tmp_path_factory.mktemp("pipeline"), "it")
-    stack.ensure_topics(kafka, cfg.topics, cfg.kafka["partitions"])
+    ensure_topics(kafka, cfg.kafka)
     generated = list(Generator(seed=42, people=150, start_ms=BEGINNING, days=3))
     envs = scenario() + generated
     loader.send(kafka, cfg.topics["raw"], envs)
@@ -85,17 +85,16 @@ def run(kafka, tmp_path_factory):
     p.flush()
     p.close()
 
-    identity_merge.run(cfg, kafka, bounded=True)
-    metric_rollup.run(cfg, kafka, bounded=True)
+    run_jobs(cfg, kafka)
 
     topics = {role: read_topic(kafka, cfg.topics[role]) for role in ("events", "identities", "profiles", "dead_letter")}
-    client = warehouse.connect(cfg.clickhouse["dsn"])
-    yield SimpleNamespace(cfg=cfg, envs=envs, topics=topics, client=client, db=cfg.clickhouse["database"])
+    client = warehouse.connect(cfg.clickhouse.dsn)
+    yield SimpleNamespace(cfg=cfg, envs=envs, topics=topics, client=client, db=cfg.clickhouse.database)
     client.close()
 
 
 def funnel(run, app, steps, window=None, first=date(2026, 1, 1), last=date(2026, 1, 5)):
-    return analytics.funnel(run.client, run.db, app, Funnel("f", tuple(steps), window), first, last)
+    return analytics.funnel(run.client, run.db, app, Funnel.of("f", tuple(steps), window), first, last)
 
 
 def test_the_funnel_counts_merged_ids_as_one_person_with_their_events_from_before_the_merge(run):
@@ -103,7 +102,7 @@ def test_the_funnel_counts_merged_ids_as_one_person_with_their_events_from_befor
     assert [s.people for s in steps] == [6, 5, 3, 2]
 
     def people(step):
-        return [p.person for p in analytics.funnel_people(run.client, run.db, APP, Funnel("f", STEPS, None),
+        return [p.person for p in analytics.funnel_people(run.client, run.db, APP, Funnel.of("f", STEPS, None),
                                                           date(2026, 1, 1), date(2026, 1, 5), step)]
     assert people(4) == ["u1", "u4"]                  # a-anon1's first two steps joined u1's last two
     assert "u2" in people(3)                          # legacy2's steps joined u2's Registration
@@ -176,11 +175,11 @@ def test_every_record_on_the_output_topics_matches_its_schema(run):
 
 @pytest.mark.parametrize("app, event", [("demo-video", "Site visit"), ("demo-shop", "Product view"), (APP, "Rated movie")])
 def test_event_metrics_match_the_reference_day_by_day(run, app, event):
-    from tracktor.config import Metric
+    from tracktor.config import metric_from
     days = [reference.event_day(run.envs, app, event, BEGINNING + i * ONE_DAY, BEGINNING + (i + 1) * ONE_DAY) for i in range(5)]
 
     def metric(mtype):
-        return analytics.metric(run.client, run.db, app, Metric("m", mtype, {"event": event}), date(2026, 1, 1), date(2026, 1, 5))
+        return analytics.metric(run.client, run.db, app, metric_from("m", {"type": mtype, "event": event}), date(2026, 1, 1), date(2026, 1, 5))
     people, times, avg = metric("people_did_event"), metric("times_event_happened"), metric("avg_times_per_person")
     assert [v for _, v in people.days] == [p for p, _ in days]
     assert [v for _, v in times.days] == [t for _, t in days]
@@ -203,27 +202,27 @@ def test_a_chain_of_three_merges_and_a_cycle_each_end_as_one_person(run):
 @pytest.mark.parametrize("app, a, b", [("demo-video", "Registration", "Upgrade to Premium"),
                                        ("demo-shop", "setCart", "purchaseCart")])
 def test_conversion_and_time_between_match_the_reference(run, app, a, b):
-    from tracktor.config import Metric
+    from tracktor.config import metric_from
     start, end = BEGINNING, BEGINNING + 5 * ONE_DAY
     first, last = date(2026, 1, 1), date(2026, 1, 5)
     for repeatable in (False, True):
-        m = analytics.metric(run.client, run.db, app, Metric("c", "conversion_rate",
-                             {"event_a": a, "event_b": b, "repeatable": repeatable}), first, last)
+        m = analytics.metric(run.client, run.db, app, metric_from("c", {
+                             "type": "conversion_rate", "event_a": a, "event_b": b, "repeatable": repeatable}), first, last)
         assert m.total == pytest.approx(reference.conversion(run.envs, app, a, b, start, end, repeatable))
     people, seconds = reference.time_between(run.envs, app, a, b, start, end)
-    m = analytics.metric(run.client, run.db, app, Metric("t", "avg_time_between", {"event_a": a, "event_b": b}), first, last)
+    m = analytics.metric(run.client, run.db, app, metric_from("t", {"type": "avg_time_between", "event_a": a, "event_b": b}), first, last)
     assert (m.people, m.total) == (people, pytest.approx(seconds))
     assert people > 0
 
 
 @pytest.mark.parametrize("app, prop, criteria", [
     ("demo-video", "age", ()),
-    ("demo-video", "age", (Criterion("plan", "eq", "premium"), Criterion("city", "ne", "Paris"))),
-    ("demo-shop", "total_spent", (Criterion("age", "lt", 40),)),
+    ("demo-video", "age", (Criterion(property="plan", op="eq", value="premium"), Criterion(property="city", op="ne", value="Paris"))),
+    ("demo-shop", "total_spent", (Criterion(property="age", op="lt", value=40),)),
 ])
 def test_property_totals_match_the_reference_day_by_day(run, app, prop, criteria):
-    from tracktor.config import Metric
-    m = analytics.metric(run.client, run.db, app, Metric("t", "total_property_value", {"property": prop, "criteria": criteria}),
+    from tracktor.config import metric_from
+    m = analytics.metric(run.client, run.db, app, metric_from("t", {"type": "total_property_value", "property": prop, "criteria": criteria}),
                          date(2026, 1, 1), date(2026, 1, 5))
     expected = [reference.property_total(run.envs, app, prop, criteria, BEGINNING + (i + 1) * ONE_DAY)[0] for i in range(5)]
     assert [v for _, v in m.days] == pytest.approx(expected)
@@ -232,9 +231,9 @@ def test_property_totals_match_the_reference_day_by_day(run, app, prop, criteria
 
 @pytest.mark.parametrize("divide_by, event", [("people", None), ("event_people", "Upgrade to Premium"), ("sets", None)])
 def test_property_averages_match_the_reference_day_by_day(run, divide_by, event):
-    from tracktor.config import Metric
+    from tracktor.config import metric_from
     params = {"property": "age", "divide_by": divide_by, **({"event": event} if event else {})}
-    m = analytics.metric(run.client, run.db, "demo-video", Metric("a", "average_property_value", params),
+    m = analytics.metric(run.client, run.db, "demo-video", metric_from("a", {"type": "average_property_value", **params}),
                          date(2026, 1, 1), date(2026, 1, 5))
     expected = []
     for i in range(5):

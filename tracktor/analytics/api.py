@@ -39,8 +39,8 @@ class ApiError(Exception):
 class Api:
     def __init__(self, cfg: Config, host: str | None = None, port: int | None = None):
         self.cfg = cfg
-        self.database = cfg.clickhouse["database"]
-        self.server = ThreadingHTTPServer((host or cfg.api["host"], cfg.api["port"] if port is None else port), _handler(self))
+        self.database = cfg.clickhouse.database
+        self.server = ThreadingHTTPServer((host or cfg.api.host, cfg.api.port if port is None else port), _handler(self))
         self.server.daemon_threads = True
         self.client = None
         self.lock = threading.Lock()
@@ -63,7 +63,7 @@ class Api:
     def warehouse(self):
         with self.lock:
             if self.client is None:
-                self.client = warehouse.connect(self.cfg.clickhouse["dsn"])
+                self.client = warehouse.connect(self.cfg.clickhouse.dsn)
                 warehouse.migrate(self.client, self.database)
             return self.client
 
@@ -80,8 +80,8 @@ class Api:
         if len(parts) == 4 and method == "GET":
             a = self.cfg.apps[app]
             return 200, "application/json", json.dumps({
-                "app": app, "funnels": {n: list(f.steps) for n, f in a.funnels.items()},
-                "metrics": {n: {"type": m.type, **_plain(m.params)} for n, m in a.metrics.items()}})
+                "app": app, "funnels": {n: list(f.events) for n, f in a.funnels.items()},
+                "metrics": {n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()}})
         if len(parts) not in (5, 6) or parts[4] not in ("funnels", "metrics"):
             raise ApiError(404, f"no such resource {path}")
         kind = parts[4][:-1]
@@ -117,11 +117,6 @@ class Api:
             raise ApiError(401, "send the app's secret as 'Authorization: Bearer <secret>'")
         if not hmac.compare_digest(token.encode(), self.cfg.apps[app].secret.encode()):
             raise ApiError(403, f"wrong secret for app {app!r}")
-
-
-def _plain(params: dict) -> dict:
-    """Metric parameters as JSON (criteria as objects)."""
-    return {k: ([vars(c) for c in v] if k == "criteria" else v) for k, v in params.items()}
 
 
 def _one(query: dict, key: str, default: str | None = None) -> str | None:

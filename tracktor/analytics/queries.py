@@ -49,7 +49,7 @@ def _funnel_query(name: str, f: Funnel, first: date, last: date, app: str) -> tu
     funnels use the cheaper view) and its parameters."""
     bounds = _bounds(first, last)
     window_s = f.window_seconds or (bounds["to_ts"] - bounds["from_ts"]).total_seconds()
-    params = {"app": app, "steps": list(f.steps), "window_ms": int(window_s * 1000), **bounds}
+    params = {"app": app, "steps": list(f.events), "window_ms": int(window_s * 1000), **bounds}
     if not (f.step_filters or f.people_filter):
         return name, params
     steps = [criteria_arrays(c) for c in f.step_filters]
@@ -67,7 +67,7 @@ def _rows(client, database: str, name: str, params: dict) -> list:
 def funnel(client, database: str, app: str, f: Funnel, first: date, last: date) -> list[FunnelStep]:
     by_level = dict(_rows(client, database, *_funnel_query("funnel", f, first, last, app)))
     steps: list[FunnelStep] = []
-    for i, event in enumerate(f.steps):
+    for i, event in enumerate(f.events):
         people = sum(n for lvl, n in by_level.items() if lvl >= i + 1)
         prev = steps[-1].people if steps else None
         steps.append(FunnelStep(
@@ -90,8 +90,8 @@ def funnel_people(client, database: str, app: str, f: Funnel, first: date, last:
                   dropped: bool = False, limit: int = 100) -> list[Person]:
     """The drill-down: people who reached step `step` (1-based), or with `dropped` those who
     reached it and went no further; at most `limit`, by person id."""
-    if not 1 <= step <= len(f.steps):
-        raise ValueError(f"step must be 1..{len(f.steps)}, got {step}")
+    if not 1 <= step <= len(f.events):
+        raise ValueError(f"step must be 1..{len(f.events)}, got {step}")
     query, params = _funnel_query("funnel_people", f, first, last, app)
     people = [r[0] for r in _rows(client, database, query, {**params, "step": step, "dropped": dropped, "limit": limit})]
     if not people:
@@ -121,7 +121,7 @@ def _ratio(a: float, b: float) -> float:
 
 def _event_metric(client, database, m, params):
     """people_did_event, times_event_happened, avg_times_per_person."""
-    params = {**params, "event": m.params["event"]}
+    params = {**params, "event": m.event}
     rows = _rows(client, database, "metric_event", params)
     people = _rows(client, database, "metric_event_people", params)[0][0]
     times = sum(r[2] for r in rows)
@@ -133,20 +133,20 @@ def _event_metric(client, database, m, params):
 
 
 def _conversion(client, database, m, params):
-    repeatable = bool(m.params.get("repeatable", False))
+    repeatable = m.repeatable
     window_ms = int((params["to_ts"] - params["from_ts"]).total_seconds() * 1000)
     rows = _rows(client, database, "metric_conversion", {
-        **params, "event_a": m.params["event_a"], "event_b": m.params["event_b"],
+        **params, "event_a": m.event_a, "event_b": m.event_b,
         "repeatable": repeatable, "window_ms": window_ms})
     a_total, b_total = sum(r[1] for r in rows), sum(r[2] for r in rows)
     people = a_total if not repeatable else \
-        _rows(client, database, "metric_event_people", {**params, "event": m.params["event_a"]})[0][0]
+        _rows(client, database, "metric_event_people", {**params, "event": m.event_a})[0][0]
     return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(b_total, a_total)
 
 
 def _time_between(client, database, m, params):
     rows = _rows(client, database, "metric_time_between",
-                 {**params, "event_a": m.params["event_a"], "event_b": m.params["event_b"]})
+                 {**params, "event_a": m.event_a, "event_b": m.event_b})
     people, seconds = sum(r[1] for r in rows), sum(r[2] for r in rows)
     return {r[0]: _ratio(r[2], r[1]) for r in rows}, people, _ratio(seconds, people)
 
@@ -154,9 +154,9 @@ def _time_between(client, database, m, params):
 def _property_total(client, database, m, params):
     """total_property_value: the daily total as of each day's end; the range's total and
     people are the last day's."""
-    keys, ops, values = criteria_arrays(m.params.get("criteria", ()))
+    keys, ops, values = criteria_arrays(m.criteria)
     rows = _rows(client, database, "metric_property_total", {
-        **params, "property": m.params["property"], "crit_keys": keys, "crit_ops": ops, "crit_values": values})
+        **params, "property": m.property, "crit_keys": keys, "crit_ops": ops, "crit_values": values})
     by_day = {r[0]: r[1] for r in rows}
     last = rows[-1] if rows and rows[-1][0] == params["to_ts"].date() - timedelta(days=1) else None
     return by_day, (last[2] if last else 0), (last[1] if last else 0.0)
@@ -165,8 +165,8 @@ def _property_total(client, database, m, params):
 def _property_average(client, database, m, params):
     """average_property_value: the day's total divided by the chosen divisor at its end."""
     rows = _rows(client, database, "metric_property_average", {
-        **params, "property": m.params["property"], "divide_by": m.params["divide_by"],
-        "event": m.params.get("event", "")})
+        **params, "property": m.property, "divide_by": m.divide_by,
+        "event": m.event or ""})
     by_day = {r[0]: r[1] for r in rows if r[1] is not None}
     last_day = params["to_ts"].date() - timedelta(days=1)
     last = [r for r in rows if r[0] == last_day]

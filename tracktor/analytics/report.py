@@ -59,8 +59,8 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
     if step is not None:
         if kind != "funnel":
             raise ValueError("only a funnel has people at a step")
-        if not 1 <= step <= len(definition.steps):
-            raise ValueError(f"step must be 1..{len(definition.steps)}, got {step}")
+        if not 1 <= step <= len(definition.events):
+            raise ValueError(f"step must be 1..{len(definition.events)}, got {step}")
     if not 1 <= limit <= 10_000:
         raise ValueError(f"limit must be 1..10000, got {limit}")
     return Question(app, kind, definition, first, last, step, dropped, limit)

@@ -24,7 +24,7 @@ class CollectorProcesses:
     def __init__(self, cfg: Config, bootstrap_servers: str, workers: int | None = None,
                  host: str | None = None, port: int | None = None):
         self.cfg, self.bootstrap_servers = cfg, bootstrap_servers
-        self.workers = cfg.collector["workers"] if workers is None else workers
+        self.workers = cfg.collector.workers if workers is None else workers
         self.first = Collector(cfg, bootstrap_servers, host, port, reuse_port=self.workers > 1)
         self.children: list[multiprocessing.Process] = []
 

@@ -63,7 +63,7 @@ class Collector:
         self.limits = cfg.collector
         self.bootstrap_servers = bootstrap_servers
         self.kafka_timeout_s = kafka_timeout_s
-        self.sock = socket.create_server((host or cfg.collector["host"], cfg.collector["port"] if port is None else port),
+        self.sock = socket.create_server((host or cfg.collector.host, cfg.collector.port if port is None else port),
                                          backlog=1024, reuse_port=reuse_port)
         self.library = LIBRARY.read_text()
         self.openapi = OPENAPI.read_bytes()
@@ -139,8 +139,8 @@ class Collector:
         app = self.cfg.apps.get(sid)
         if app is None:
             return None
-        endpoint = self.limits.get("public_url") or f"http://{host or self.address.removeprefix('http://')}"
-        settings = orjson.dumps({"sid": sid, "endpoint": endpoint, "autoEvents": app.auto_events}).decode()
+        endpoint = self.limits.public_url or f"http://{host or self.address.removeprefix('http://')}"
+        settings = orjson.dumps({"sid": sid, "endpoint": endpoint, "autoEvents": app.auto_events.for_library()}).decode()
         return self.library.replace("/*CONFIG*/", settings.replace("</", "<\\/"))
 
     def envelopes(self, calls: list[tuple[str, dict]]) -> list[dict]:
@@ -174,7 +174,8 @@ class Collector:
 
         try:
             for env in envs:
-                self._producer.produce(self.topic, orjson.dumps(env), env["app"].encode(), on_delivery=report)
+                self._producer.produce(self.topic, orjson.dumps(env), env["app"].encode(), on_delivery=report,
+                                       timestamp=env["received_at"])
         except BufferError:  # the local queue is full: Kafka has been away for a while
             left[0] = 0
             done("the producer's queue is full")
@@ -234,7 +235,7 @@ class _Connection(asyncio.Protocol):
     def _next(self) -> None:
         while not self.busy and not self.closed and self.buffer:
             try:
-                parsed = parse_head(self.buffer, MAX_QUERY_BYTES, self.c.limits["max_body_bytes"])
+                parsed = parse_head(self.buffer, MAX_QUERY_BYTES, self.c.limits.max_body_bytes)
             except WireError as e:
                 return self._send(_json(e.status, {"error": e.reason}, False), False)
             if parsed is None:
@@ -298,8 +299,8 @@ class _Connection(asyncio.Protocol):
             return self._reply(req, 400, {"error": f"body is not JSON: {e}"})
         if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
             return self._reply(req, 400, {"error": "body must be a non-empty JSON array of call objects"})
-        if len(calls) > limits["max_batch_calls"]:
-            return self._reply(req, 413, {"error": f"more than {limits['max_batch_calls']} calls in one batch"})
+        if len(calls) > limits.max_batch_calls:
+            return self._reply(req, 413, {"error": f"more than {limits.max_batch_calls} calls in one batch"})
         default_sid = query_params(query).get("sid")
         prepared = []
         for c in calls:

@@ -1,50 +1,66 @@
-"""The quick-start demo: sample data through the HTTP collector into Kafka, both Flink jobs,
+"""The quick-start demo: sample data through the HTTP collector into Kafka, every Flink job,
 answers from ClickHouse.
 
 It works in .data/demo (wiped each run): its own broker when the config says 'embedded'
 (stopped at the end), its own chDB warehouse and checkpoints, so it never touches the data
-of a pipeline you run yourself.
+of a pipeline you run yourself. It leaves .data/demo/tracktor.yaml behind, the configuration
+of that data, so `bin/tracktor --config .data/demo/tracktor.yaml report …` (or serve) explores
+what the demo computed; its last lines print those commands.
 """
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from datetime import datetime, timedelta, timezone
 
+import yaml
+
+from tracktor import ROOT, config, warehouse
 from tracktor.analytics import queries as analytics, report
-from tracktor.dev import loader, stack
-from tracktor import warehouse
 from tracktor.collector.server import Collector
-from tracktor.config import Config
-from tracktor.progress import step
+from tracktor.config import EMBEDDED, Config
+from tracktor.dev import loader, stack
 from tracktor.dev.sample_data import Generator
+from tracktor.progress import step
+from tracktor.topics import ensure_topics
 
 
 def demo_config(cfg: Config) -> Config:
+    """The configuration with its data in <data_dir>/demo, written there as tracktor.yaml."""
     root = cfg.data_dir / "demo"
-    return dataclasses.replace(
-        cfg,
-        data_dir=root,
-        clickhouse={**cfg.clickhouse, "dsn": f"chdb://{root / 'warehouse'}"},
-        flink={**cfg.flink, "checkpoint_dir": str(root / "checkpoints")},
-    )
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    tree = yaml.safe_load(cfg.path.read_text())
+    tree["data_dir"] = str(root)
+    tree["clickhouse"]["dsn"] = f"chdb://{root / 'warehouse'}"
+    tree.setdefault("flink", {})["checkpoint_dir"] = str(root / "checkpoints")
+    path = root / "tracktor.yaml"
+    path.write_text(f"# Written by `bin/tracktor demo` from {cfg.path}: the demo's data.\n"
+                    + yaml.safe_dump(tree, sort_keys=False, allow_unicode=True))
+    return config.load(path)
+
+
+def _shown(path) -> str:
+    """A path as the user would type it from the project's folder."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
-    from jobs import identity_merge, metric_rollup
+    import jobs
+    from tracktor.flink import runner
 
     cfg = demo_config(cfg)
-    shutil.rmtree(cfg.data_dir, ignore_errors=True)
-    cfg.data_dir.mkdir(parents=True)
     today = datetime.now(timezone.utc).date()
     start = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - timedelta(days=6)
     timings = {}
 
     t = time.monotonic()
-    step("starting Kafka" if cfg.kafka["bootstrap_servers"] == stack.EMBEDDED else "using the configured Kafka")
+    step("starting Kafka" if cfg.kafka.bootstrap_servers == EMBEDDED else "using the configured Kafka")
     with stack.kafka_for(cfg, cfg.data_dir / "kafka") as bootstrap:
-        stack.ensure_topics(bootstrap, cfg.topics, cfg.kafka["partitions"])
+        ensure_topics(bootstrap, cfg.kafka)
         timings["kafka start"] = time.monotonic() - t
 
         step(f"sending sample data through the HTTP collector: {people:,} visitors per app, seed {seed}, last 7 days")
@@ -58,16 +74,16 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
             collector.stop()
         timings["send"] = time.monotonic() - t
 
-        for name, job in (("identity_merge", identity_merge), ("metric_rollup", metric_rollup)):
+        for name in jobs.NAMES:
             step(f"running jobs/{name}.py on a local Flink mini-cluster (bounded: stops at the end of its input)")
             t = time.monotonic()
-            job.run(cfg, bootstrap, bounded=True)
+            runner.run(jobs.load(name), cfg, bootstrap, bounded=True)
             timings[name] = time.monotonic() - t
             print(f"    {name} finished in {timings[name]:.1f}s", flush=True)
 
     step("reading the answers from ClickHouse (chDB)")
-    client = warehouse.connect(cfg.clickhouse["dsn"])
-    db = cfg.clickhouse["database"]
+    client = warehouse.connect(cfg.clickhouse.dsn)
+    db = cfg.clickhouse.database
     first, last = analytics.date_range("last-7-days", today=today)
     for app in cfg.apps.values():
         counts = client.query(warehouse.query_template("app_summary", db), parameters={
@@ -79,8 +95,15 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
         for m in app.metrics.values():
             result = analytics.metric(client, db, app.sid, m, first, last)
             about = ", ".join(f"{k} {v!r}" for k, v in m.params.items() if k != "criteria")
-            about += "".join(f", {c.property} {c.op} {c.value!r}" for c in m.params.get("criteria", ()))
+            about += "".join(f", {c.property} {c.op} {c.value!r}" for c in getattr(m, "criteria", ()))
             print(report.metric_table(f"Metric {m.name} ({m.type}: {about})", result) + "\n")
     client.close()
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; {sent:,} calls")
+    shown = _shown(cfg.path)
+    print(f"\nThe demo's data stays in {_shown(cfg.data_dir)} until the next demo. Explore it:")
+    for command in ("report funnel video_journey --app demo-video --range last-7-days",
+                    "report metric site_visitors --app demo-video --range last-7-days",
+                    "report funnel checkout --app demo-shop --range last-7-days --people 3 --dropped",
+                    "serve"):
+        print(f"  bin/tracktor --config {shown} {command}")
     return 0

@@ -82,6 +82,9 @@ class LocalKafka:
             # Flink's exactly-once sink asks for 1 h transactions; allow them.
             "transaction.max.timeout.ms": "3600000",
             "num.partitions": "1",
+            # Record timestamps are log times, often old in replays and tests: no time-based
+            # deletion (topics Tracktor creates say so too, tracktor/topics.py).
+            "log.retention.ms": "-1",
             "auto.create.topics.enable": "false",
         }
         path = self.data_dir / "server.properties"

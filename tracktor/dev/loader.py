@@ -17,14 +17,15 @@ def producer(bootstrap_servers: str):
 
 def send(bootstrap_servers: str, topic: str, envelopes: Iterable[dict], total: int | None = None,
          label: str = "sent") -> int:
-    """Send every envelope, keyed app:id; returns how many. Raises if Kafka did not take them all."""
+    """Send every envelope, keyed by app, its receive time as the record's timestamp (the log
+    time, as the collector writes it); returns how many. Raises if Kafka did not take them all."""
     prod = producer(bootstrap_servers)
     progress = Progress(label, total)
     futures = []
     try:
         for env in envelopes:
             value = json.dumps(env, separators=(",", ":")).encode()
-            futures.append(prod.send(topic, key=kafka_key(env).encode(), value=value))
+            futures.append(prod.send(topic, key=kafka_key(env).encode(), value=value, timestamp_ms=env["received_at"]))
             progress.advance()
             if len(futures) >= 50_000:
                 prod.flush()

@@ -1,4 +1,4 @@
-"""The local stack: the embedded broker's lifetime and address, and Tracktor's topics."""
+"""The embedded broker's lifetime and address (kafka.bootstrap_servers: embedded)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tracktor.config import Config
+from tracktor.config import EMBEDDED, Config
 from tracktor.dev.kafka_local import LocalKafka, free_port
 
-EMBEDDED = "embedded"
 
 
 def broker_dir(cfg: Config) -> Path:
@@ -39,7 +38,7 @@ def running_embedded(cfg: Config) -> str | None:
 
 def resolve_bootstrap(cfg: Config) -> str:
     """kafka.bootstrap_servers, with 'embedded' replaced by the running embedded broker."""
-    configured = cfg.kafka["bootstrap_servers"]
+    configured = cfg.kafka.bootstrap_servers
     if configured != EMBEDDED:
         return configured
     address = running_embedded(cfg)
@@ -91,28 +90,8 @@ def stop_embedded(cfg: Config) -> bool:
 @contextmanager
 def kafka_for(cfg: Config, scratch_dir: Path):
     """The configured broker; for 'embedded' with none running, a broker for this block only."""
-    if cfg.kafka["bootstrap_servers"] != EMBEDDED or running_embedded(cfg):
+    if cfg.kafka.bootstrap_servers != EMBEDDED or running_embedded(cfg):
         yield resolve_bootstrap(cfg)
         return
     with LocalKafka(scratch_dir) as broker:
         yield broker.bootstrap_servers
-
-
-def ensure_topics(bootstrap_servers: str, topics: dict[str, str], partitions: int) -> list[str]:
-    """Create the missing topics; returns the names created."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        missing = sorted(set(topics.values()) - set(admin.list_topics()))
-        created = []
-        for name in missing:
-            try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        admin.close()

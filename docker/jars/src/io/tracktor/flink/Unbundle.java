@@ -5,9 +5,9 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
 /**
- * Row([topic, ...], [key, ...], [value, ...]) -> one Row(topic, key, value) per index: a
- * Python function's outputs for a whole bundle cross into the JVM as one row, and are
- * split here for the Kafka sink.
+ * Row([topic, ...], [key, ...], [value, ...], [timestamp, ...]) -> one Row(topic, key, value,
+ * timestamp) per index: a Python function's outputs for a whole bundle cross into the JVM as
+ * one row, and are split here for the Kafka sink.
  */
 public class Unbundle implements FlatMapFunction<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -17,8 +17,9 @@ public class Unbundle implements FlatMapFunction<Row, Row> {
         Object[] topics = (Object[]) bundle.getField(0);
         Object[] keys = (Object[]) bundle.getField(1);
         Object[] values = (Object[]) bundle.getField(2);
+        Object[] stamps = (Object[]) bundle.getField(3);
         for (int i = 0; i < values.length; i++) {
-            out.collect(Row.of(topics[i], keys[i], values[i]));
+            out.collect(Row.of(topics[i], keys[i], values[i], stamps[i]));
         }
     }
 }

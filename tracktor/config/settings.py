@@ -1,0 +1,251 @@
+"""The sections of tracktor.yaml, each a typed model with its defaults here and nowhere else."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from tracktor.config.definitions import Funnel, Metric
+from tracktor.config.types import Bool, Duration, Identifier, Int, Model, Port, PositiveInt, Text
+
+ADVANCED_EVENTS = ("visited_site", "cart_abandoned", "cart_canceled", "cart_purchased")
+EMBEDDED = "embedded"
+
+
+class Topics(Model):
+    """Topic names by role. Every topic carries JSON described by schemas/<name>.schema.json."""
+    raw: Text = "tracktor.raw"                  # accepted tracking calls (the collector)
+    events: Text = "tracktor.events"            # resolved events, person_id canonical (identity_merge)
+    identities: Text = "tracktor.identities"    # distinct id -> person changes
+    profiles: Text = "tracktor.profiles"        # person property snapshots
+    derived: Text = "tracktor.derived"          # events the pipeline makes (cart_timeout)
+    segments: Text = "tracktor.segments"        # segment entered / exited (segment_eval)
+    dead_letter: Text = "tracktor.deadletter"   # records a job could not use, with the reason
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        names = list(self.model_dump().values())
+        if len(set(names)) != len(names):
+            raise ValueError("two roles share one topic name")
+        return self
+
+    def by_role(self) -> dict[str, str]:
+        return self.model_dump()
+
+
+class KafkaSettings(Model):
+    # "embedded" = the single-node broker `bin/tracktor kafka start` runs on 127.0.0.1;
+    # otherwise host:port[,host:port…] of a real cluster.
+    bootstrap_servers: Text
+    partitions: PositiveInt = 4       # for topics Tracktor creates
+    replication_factor: PositiveInt = 1
+    topics: Topics = Topics()
+
+
+def _relative_to_file(path: str, info: ValidationInfo) -> Path:
+    """A path as written in the file: absolute, or relative to the file's folder."""
+    base = (info.context or {}).get("base", Path.cwd())
+    return (Path(base) / path).resolve()
+
+
+class ClickHouseSettings(Model):
+    """`dsn`: chdb:///ABSOLUTE/PATH (clickhouse-connect's convention), chdb:RELATIVE/PATH
+    (relative to the config file), chdb://memory, or http(s)://user:pass@host:port of a
+    ClickHouse server. Loaded, a chdb path is always absolute: chdb:///…"""
+    dsn: Text
+    database: Identifier = "tracktor"
+
+    @field_validator("dsn")
+    @classmethod
+    def _resolve(cls, dsn: str, info: ValidationInfo) -> str:
+        if dsn.startswith(("http://", "https://")) or dsn in ("chdb://", "chdb://memory"):
+            return dsn
+        if dsn.startswith("chdb:///"):
+            return "chdb://" + str(Path(dsn[len("chdb://"):]).resolve())
+        if dsn.startswith("chdb://"):
+            raise ValueError(f"{dsn!r} is ambiguous: write chdb:///ABSOLUTE/PATH, or chdb:RELATIVE/PATH for a "
+                             "folder relative to this file")
+        if dsn.startswith("chdb:") and dsn[len("chdb:"):].strip():
+            return "chdb://" + str(_relative_to_file(dsn[len("chdb:"):], info))
+        raise ValueError(f"expected chdb:PATH, chdb:///ABSOLUTE/PATH or http(s)://host:port, got {dsn!r}")
+
+    @property
+    def chdb_path(self) -> Path | None:
+        """The embedded warehouse's folder (the DSN resolved when the file was loaded), or None."""
+        return Path(self.dsn[len("chdb://"):]) if self.dsn.startswith("chdb:///") else None
+
+
+class FlinkSettings(Model):
+    parallelism: PositiveInt = 1
+    execution_mode: Literal["thread", "process"] = "thread"   # PyFlink's Python worker mode
+    state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
+    checkpoint_interval_ms: Annotated[Int, Field(ge=100)] = 5000
+    checkpoint_dir: Path = Path(".data/checkpoints")
+    restart_attempts: Annotated[Int, Field(ge=0)] = 3   # a failing job is retried this often (2 s apart)
+    # Records reach the Python functions in bundles of up to this many per key, none waiting
+    # longer than this (bigger bundles: fewer Python calls; the delay bounds the added latency).
+    bundle_max_records: PositiveInt = 500
+    bundle_max_delay_ms: PositiveInt = 100
+    taskmanager_memory: Text = "2g"
+    # Time (docs/architecture.md): records may come this much out of order before a timer
+    # would fire early; a job writes its clock into its outputs at most this often; a
+    # partition with nothing, not even a heartbeat, for this long stops holding back the clock.
+    allowed_disorder: Duration = 2.0
+    heartbeat_interval_ms: PositiveInt = 1000
+    idle_partition_timeout: Duration = 10.0
+
+    _checkpoints_relative = field_validator("checkpoint_dir")(classmethod(
+        lambda cls, v, info: _relative_to_file(v, info)))
+
+
+class CollectorSettings(Model):
+    host: Text = "127.0.0.1"          # 0.0.0.0 to serve other machines
+    port: Port = 8080
+    workers: PositiveInt = 1          # processes serving the port (about one per core)
+    public_url: Text | None = None    # where browsers reach it, when not the address they fetched tio.js from
+    max_body_bytes: PositiveInt = 1024 * 1024   # POST /batch bodies above this get 413
+    max_batch_calls: PositiveInt = 1000
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, url):
+        return url.rstrip("/") if url else url
+
+
+class ApiSettings(Model):
+    host: Text = "127.0.0.1"
+    port: Port = 8081
+
+
+class IdentitySettings(Model):
+    # Properties of a person who is still anonymous are forgotten this long after their last
+    # change (processing time); identified persons and id redirects are kept for good.
+    anonymous_retention: Annotated[Duration, Field(ge=1)] = 90 * 86400.0
+
+
+class AutoEventRule(Model):
+    event: Text
+
+
+class PageViewRule(AutoEventRule):
+    url: Text   # a regular expression on the page's URL
+
+    @field_validator("url")
+    @classmethod
+    def _regex(cls, url: str) -> str:
+        try:
+            re.compile(url)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        return url
+
+
+class ClickRule(AutoEventRule):
+    selector: Text   # a CSS selector
+
+
+class AutoEvents(Model):
+    page_views: tuple[PageViewRule, ...] = ()
+    clicks: tuple[ClickRule, ...] = ()
+
+    def for_library(self) -> dict:
+        """The settings tio.js reads."""
+        return {"pageViews": [r.model_dump() for r in self.page_views], "clicks": [r.model_dump() for r in self.clicks]}
+
+
+def _named(node: Any) -> Any:
+    """{name: definition} -> the same with each definition told its name."""
+    if isinstance(node, dict):
+        return {name: {**d, "name": name} if isinstance(d, dict) else d for name, d in node.items()}
+    return node
+
+
+class App(Model):
+    sid: Text
+    name: Text
+    secret: Text                      # signs identities (secure mode); never a read credential
+    signed_only: Bool = False
+    cart_timeout: Duration = 30 * 60.0
+    visit_gap: Duration = 30 * 60.0
+    advanced_events: tuple[Literal[ADVANCED_EVENTS], ...] = ADVANCED_EVENTS
+    auto_events: AutoEvents = AutoEvents()
+    funnels: dict[str, Funnel] = {}
+    metrics: dict[str, Metric] = {}
+    segments: dict[str, Any] = {}
+
+    _named = field_validator("funnels", "metrics", mode="before")(classmethod(lambda cls, v: _named(v)))
+
+    @field_validator("sid")
+    @classmethod
+    def _sid(cls, sid: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", sid):
+            raise ValueError(f"expected 1-64 letters, digits, '.', '_' or '-', got {sid!r}")
+        return sid
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_sid(cls, node):
+        if isinstance(node, dict) and "name" not in node and isinstance(node.get("sid"), str):
+            return {**node, "name": node["sid"]}
+        return node
+
+
+def _merged(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class Config(Model):
+    path: Path                        # the file it was read from
+    data_dir: Path = Path(".data")    # broker logs, checkpoints, the embedded warehouse
+    kafka: KafkaSettings
+    clickhouse: ClickHouseSettings
+    flink: FlinkSettings = FlinkSettings()
+    collector: CollectorSettings = CollectorSettings()
+    api: ApiSettings = ApiSettings()
+    identity: IdentitySettings = IdentitySettings()
+    app_list: Annotated[tuple[App, ...], Field(alias="apps", min_length=1)]
+
+    _data_relative = field_validator("data_dir")(classmethod(lambda cls, v, info: _relative_to_file(v, info)))
+
+    @model_validator(mode="after")
+    def _unique_sids(self):
+        seen = set()
+        for i, app in enumerate(self.app_list):
+            if app.sid in seen:
+                raise ValueError(f"apps[{i}].sid: duplicate sid {app.sid!r}")
+            seen.add(app.sid)
+        return self
+
+    @property
+    def apps(self) -> dict[str, App]:
+        """Apps by sid (built on each use: hold on to it in a hot path)."""
+        return {a.sid: a for a in self.app_list}
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Topic names by role."""
+        return self.kafka.topics.by_role()
+
+    def updated(self, **sections) -> "Config":
+        """This configuration with some values changed, validated again: each keyword is a
+        top-level key whose mapping is merged in (`flink={"parallelism": 2}`); `apps` is a
+        list of apps (App objects or mappings) that replaces the old one."""
+        tree = self.model_dump(by_alias=True)
+        for key, value in sections.items():
+            if key == "apps":
+                tree["apps"] = [a.model_dump() if isinstance(a, App) else a for a in value]
+            elif isinstance(value, dict) and isinstance(tree.get(key), dict):
+                tree[key] = _merged(tree[key], value)
+            else:
+                tree[key] = value
+        return type(self).model_validate(tree, context={"base": self.path.parent})
+
+    def app(self, sid: str) -> App:
+        if sid not in self.apps:
+            raise KeyError(f"no app with sid {sid!r} (known: {', '.join(self.apps)})")
+        return self.apps[sid]

@@ -1,0 +1,74 @@
+"""Records to Python in bundles, and a bundle's outputs back as records.
+
+PyFlink's cost per call of a Python function is most of a light function's cost, so the JVM
+gathers records into bundles first (io.tracktor.flink.RecordBundler: up to `max_records`
+per key, none waiting longer than `max_delay_ms`, none held over a checkpoint, watermarks
+held back until the records before them are sent). The keying is done in the JVM too:
+PyFlink's keyed operators take (key, element) rows and key them by their first field with
+Flink's KeyByKeySelector, and a bundle has that shape (DataStream.key_by would run a Python
+operator of its own before the shuffle).
+"""
+from __future__ import annotations
+
+from tracktor.flink.environment import jvm
+from tracktor.flink.kafka import OUTPUT_FIELDS, _java_strings, output_type
+
+
+def bundle_type():
+    """A bundle's element, as the keyed function sees it: Row(values: [str], stamps: [int])."""
+    from pyflink.common import Types
+    return Types.ROW_NAMED(["values", "stamps"], [Types.BASIC_ARRAY(Types.STRING()), Types.BASIC_ARRAY(Types.LONG())])
+
+
+def bundled(rows, max_records: int, max_delay_ms: int, buckets: int = 0):
+    """Source rows Row(k, v, ts) in bundles, as a KeyedStream whose current key is the record
+    key k — or with `buckets`, k's bucket (a per-person job handles many persons per call and
+    keeps each one's state under its own key inside the bucket's state)."""
+    from pyflink.common import Types
+    from pyflink.datastream.data_stream import DataStream, KeyedStream
+
+    j = rows._j_data_stream
+    bundle = Types.ROW([Types.STRING(), bundle_type()]).get_java_type_info()
+    # At its input's parallelism, so each subtask bundles what one source subtask read, in order.
+    bundles = j.transform("bundle", bundle, jvm().io.tracktor.flink.RecordBundler(
+        max_records, max_delay_ms, buckets, _java_strings(["string", "long"]))).setParallelism(j.getParallelism())
+    keyed = bundles.keyBy(jvm().KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(keyed, bundle_type(), DataStream(bundles))
+
+
+def bundle_output_type():
+    """What a bundled function yields: Row([topic, ...], [key, ...], [value, ...], [ts, ...])."""
+    from pyflink.common import Types
+    strings = Types.BASIC_ARRAY(Types.STRING())
+    return Types.ROW_NAMED(OUTPUT_FIELDS, [strings, strings, strings, Types.BASIC_ARRAY(Types.LONG())])
+
+
+def unbundled(bundles):
+    """A stream of `bundle_output_type` rows as Row(topic, k, v, ts), split in the JVM."""
+    from pyflink.datastream.data_stream import DataStream
+
+    j = bundles._j_data_stream
+    return DataStream(j.flatMap(jvm().io.tracktor.flink.Unbundle(), output_type().get_java_type_info())
+                      .setParallelism(j.getParallelism()))
+
+
+class Outputs:
+    """A bundle's outputs gathered column by column, for one bundle_output_type row."""
+
+    __slots__ = ("topics", "keys", "values", "stamps")
+
+    def __init__(self):
+        self.topics, self.keys, self.values, self.stamps = [], [], [], []
+
+    def add(self, topic: str, key: str, value: str, ts: int) -> None:
+        self.topics.append(topic)
+        self.keys.append(key)
+        self.values.append(value)
+        self.stamps.append(ts)
+
+    def row(self):
+        from pyflink.common import Row
+        return Row(self.topics, self.keys, self.values, self.stamps)
+
+    def __bool__(self) -> bool:
+        return bool(self.values)

@@ -1,0 +1,108 @@
+"""The one way a job runs: its declaration (`Job`), and the runner that attaches Kafka.
+
+A job file declares `JOB = Job(name, inputs, outputs, build, ...)`; `build(inputs, cfg)`
+takes {role: DataStream of Row(k, v, ts)} and returns the DataStream of Row(topic, k, v, ts)
+it writes. The runner makes the environment, a Kafka source per input role and the
+exactly-once sink, and derives every name from the job's: consumer groups
+`tracktor-<job>-<role>`, the transactional-id prefix `tracktor-<job>`, operator uids
+`<job>-<operator>`. `bin/tracktor job NAME` and `python -m jobs.NAME` both come here.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from tracktor import config as config_mod
+from tracktor.config import Config
+from tracktor.flink import kafka
+from tracktor.flink.environment import stream_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    inputs: tuple[str, ...]                 # topic roles read (kafka.topics in the config)
+    outputs: tuple[str, ...]                # topic roles written
+    build: Callable                         # build({role: DataStream}, cfg) -> DataStream of Row(topic, k, v, ts)
+    # Inputs whose heartbeats drive the job's event time (its watermark), and outputs it
+    # writes its own clock into for the jobs after it (docs/architecture.md, "Time").
+    clock_inputs: tuple[str, ...] = ()
+    clock_outputs: tuple[str, ...] = ()
+    execution_mode: str | None = None       # forces flink.execution_mode (chDB must not load in the JVM)
+    after_bounded_run: Callable[[Config], None] | None = None
+    summary: str = ""
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("_", "-")
+
+    def group_id(self, role: str) -> str:
+        return f"tracktor-{self.slug}-{role}"
+
+    @property
+    def transactional_id_prefix(self) -> str:
+        return f"tracktor-{self.slug}"
+
+    def uid(self, operator: str) -> str:
+        return f"{self.slug}-{operator}"
+
+    def flink_settings(self, cfg: Config):
+        if self.execution_mode and self.execution_mode != cfg.flink.execution_mode:
+            return cfg.flink.model_copy(update={"execution_mode": self.execution_mode})
+        return cfg.flink
+
+
+def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool) -> None:
+    """Run `job` on Kafka: until stopped (resuming from its newest checkpoint), or with
+    `bounded` over its input topics as they are now, from their beginning to their end."""
+    from tracktor.topics import partition_counts
+
+    flink = job.flink_settings(cfg)
+    env, t_env = stream_env(flink, job.name, resume=not bounded)
+    topics = cfg.topics
+    inputs = {}
+    for role in job.inputs:
+        stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], job.group_id(role), bounded,
+                              flink, clock=role in job.clock_inputs)
+        inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
+    out = job.build(inputs, cfg)
+    clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None
+    result = kafka.sink(t_env, out, f"{job.name}_out", bootstrap_servers, [topics[r] for r in job.outputs],
+                        job.transactional_id_prefix, flink, clock)
+    result.wait()
+    if bounded and job.after_bounded_run:
+        job.after_bounded_run(cfg)
+
+
+def collect(job: Job, cfg: Config, records: dict[str, list[tuple]]) -> list[tuple]:
+    """`job`'s outputs for in-memory inputs ({role: [(k, v, ts), ...]}) as (topic, k, v, ts),
+    without Kafka: for tests of a job's wiring (its logic is tested in udfs/)."""
+    from pyflink.common import Row
+
+    flink = job.flink_settings(cfg)
+    env, _ = stream_env(flink, job.name)
+    inputs = {role: env.from_collection([Row(*r) for r in records.get(role, [])], type_info=kafka.source_type())
+              for role in job.inputs}
+    with job.build(inputs, cfg).execute_and_collect() as rows:
+        return [tuple(r) for r in rows]
+
+
+def main(job: Job, argv=None) -> None:
+    """`python -m jobs.NAME [--config FILE] [--bounded]`."""
+    from tracktor.dev import stack
+
+    p = argparse.ArgumentParser(prog=f"python -m jobs.{job.name}", description=job.summary or job.name)
+    p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
+    p.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = config_mod.load(args.config)
+    run(job, cfg, stack.resolve_bootstrap(cfg), args.bounded)
+
+
+BOUNDED_HELP = ("replay the input topics from their beginning and stop at their end "
+                "(without it: run on, resuming from the newest checkpoint)")

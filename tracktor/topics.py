@@ -1,0 +1,48 @@
+"""Tracktor's topics on a Kafka cluster: creating the missing ones and reading their sizes.
+
+The list of topics is `kafka.topics` in the config (tracktor/config/settings.py, Topics);
+tests/test_schemas.py keeps it and schemas/ in step.
+"""
+from __future__ import annotations
+
+from tracktor.config.settings import KafkaSettings
+
+# Every record's timestamp is its log time (the collector's receive time), so a replay of
+# old data carries old timestamps: time-based retention would delete it at once. Topics
+# Tracktor creates keep their records (the raw topic is what a replay reads); set a
+# retention on the cluster when you want one.
+TOPIC_CONFIG = {"retention.ms": "-1", "message.timestamp.type": "CreateTime"}
+
+
+def ensure_topics(bootstrap_servers: str, kafka: KafkaSettings, names: list[str] | None = None,
+                  partitions: int | None = None) -> list[str]:
+    """Create the missing topics (all of kafka.topics, or `names`) with kafka.partitions
+    partitions (or `partitions`); returns the names created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    wanted = set(names or kafka.topics.by_role().values())
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        created = []
+        for name in sorted(wanted - set(admin.list_topics())):
+            try:
+                admin.create_topics([NewTopic(name, partitions or kafka.partitions, kafka.replication_factor,
+                                              topic_configs=TOPIC_CONFIG)])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def partition_counts(bootstrap_servers: str, names: list[str]) -> dict[str, int]:
+    """{topic: number of partitions} for existing topics."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(timeout=30)
+    missing = [n for n in names if n not in metadata.topics or not metadata.topics[n].partitions]
+    if missing:
+        raise RuntimeError(f"topics {', '.join(missing)} do not exist on {bootstrap_servers}: run `bin/tracktor topics`")
+    return {n: len(metadata.topics[n].partitions) for n in names}

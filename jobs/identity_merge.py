@@ -18,7 +18,7 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 from tracktor.flink.bundling import Outputs, bundle_output_type, bundled, unbundled
 from tracktor.flink.runner import Job, main
 from udfs.envelope import dead_letter, failure_reason, is_anonymous, parse_raw
-from udfs.identity import JOB as NAME, IdentityMerger
+from udfs.identity import JOB as NAME, IdentityMerger, is_anonymous_group
 from udfs.state import BufferedCell, BufferedStore, CachedStore, JsonStore, SplitStore
 
 
@@ -40,7 +40,7 @@ class IdentityMergeFunction(KeyedProcessFunction):
         # still the current key), not once per call.
         self.ids = BufferedStore(ids)
         self.groups = BufferedStore(SplitStore(JsonStore(groups), JsonStore(ctx.get_map_state(anonymous)),
-                                               is_anonymous))
+                                               is_anonymous_group, is_anonymous))
         self.version = BufferedCell(ctx.get_state(ValueStateDescriptor("version", Types.LONG())))
         self.mergers: dict[str, IdentityMerger] = {}
 

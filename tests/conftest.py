@@ -65,6 +65,7 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", **fl
     tree["clickhouse"]["dsn"] = f"chdb://{tmp_path / 'warehouse'}"
     tree["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
     tree["flink"]["checkpoint_interval_ms"] = 2000
+    tree.setdefault("api", {})["request_timeout"] = 2
     tree["flink"].update(flink)
     path = tmp_path / "tracktor.yaml"
     path.write_text(yaml.safe_dump(tree))

@@ -27,13 +27,13 @@ def api(tmp_path_factory):
     write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], db)
     client.close()
     server = Api(cfg, port=0).start()
-    server.secrets = {sid: a.secret for sid, a in cfg.apps.items()}
+    server.tokens = {sid: a.read_token for sid, a in cfg.apps.items()}
     yield server
     server.stop()
 
 
-def call(api, path, app="demo-video", body=None, secret=None, raw=False):
-    headers = {"Authorization": f"Bearer {secret or api.secrets[app]}"} if secret != "" else {}
+def call(api, path, app="demo-video", body=None, token=None, raw=False):
+    headers = {"Authorization": f"Bearer {token or api.tokens[app]}"} if token != "" else {}
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     req = urllib.request.Request(api.address + path, data=data, headers=headers)
     try:
@@ -95,13 +95,41 @@ def test_bad_requests_get_the_reason(api, path, status, reason):
     assert got == status and reason in err["error"]
 
 
-def test_an_apps_data_needs_that_apps_secret(api):
+def test_an_apps_data_needs_that_apps_read_token_and_not_its_signing_secret(api):
     path = f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}"
-    assert call(api, path, secret="")[0] == 401
-    status, err = call(api, path, secret=api.secrets["demo-shop"])  # another app's secret
-    assert status == 403 and "wrong secret" in err["error"]
+    assert call(api, path, token="")[0] == 401
+    status, err = call(api, path, token=api.tokens["demo-shop"])  # another app's token
+    assert status == 403 and "wrong read token" in err["error"]
+    status, err = call(api, path, token=api.cfg.apps["demo-video"].secret)  # the signing secret reads nothing
+    assert status == 403 and "wrong read token" in err["error"]
     status, listing = call(api, "/api/v1/apps/demo-shop", app="demo-shop")
     assert status == 200 and "checkout" in listing["funnels"]
+
+
+def test_a_custom_range_is_capped(api):
+    status, err = call(api, "/api/v1/apps/demo-video/metrics/site_visitors?from=2000-01-01&to=2026-01-01")
+    assert status == 400 and "more than api.max_range_days (400)" in err["error"]
+
+
+def test_a_failing_query_is_a_500_without_internals(api, monkeypatch):
+    def broken(*args, **kw):
+        raise RuntimeError("Code: 62. DB::Exception: secret table layout at /srv/warehouse")
+    monkeypatch.setattr("tracktor.analytics.report.answer", broken)
+    status, err = call(api, f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}")
+    assert status == 500 and err == {"error": "internal error"}
+
+
+def test_a_client_that_sends_nothing_does_not_hold_the_api(api):
+    import socket
+    import time
+    idle = [socket.create_connection(api.server.server_address[:2]) for _ in range(api.cfg.api.threads * 2)]
+    try:
+        t = time.monotonic()  # every pool thread is waiting on a silent client, yet a real request is answered
+        assert call(api, f"/api/v1/apps/demo-video/metrics/site_visitors?{DAY}")[0] == 200
+        assert time.monotonic() - t < api.cfg.api.request_timeout * 3
+    finally:
+        for s in idle:
+            s.close()
 
 
 def test_oversized_and_malformed_bodies(api):

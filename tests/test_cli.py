@@ -220,7 +220,7 @@ def test_report_and_the_api_answer_while_metric_rollup_runs(kafka, tmp_path):
                                cwd=ROOT, stdout=subprocess.PIPE, text=True, env=clean_env())
         address = re.search(r"at (http://[\d.:]+)", api.stdout.readline()).group(1)
         req = urllib.request.Request(f"{address}/api/v1/apps/demo-video/metrics/site_visitors?from=2026-01-01&to=2026-01-01",
-                                     headers={"Authorization": f"Bearer {cfg.apps['demo-video'].secret}"})
+                                     headers={"Authorization": f"Bearer {cfg.apps['demo-video'].read_token}"})
         with urllib.request.urlopen(req, timeout=60) as resp:
             assert json.loads(resp.read())["people"] == 3
         assert job.poll() is None  # the writer kept running throughout

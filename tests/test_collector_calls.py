@@ -16,6 +16,8 @@ SECRET = "2D8CarQ4rX3WvH6TK7DpJDk5"
 OPEN = App(sid="open", name="Open", secret=SECRET)
 SIGNED = App(sid="signed", name="Signed", secret=SECRET, signed_only=True)
 NOW = 1_767_225_600_000
+ANON = "a-3bxuAxl18r02UsdTUdk1Ri9"  # the seed's anonymous id: a- and 23 base62 characters
+TS = "1429186474"
 
 
 def test_the_seeds_signature_example():
@@ -67,13 +69,13 @@ def test_envelopes_match_the_raw_schema():
 @pytest.mark.parametrize("method, params, status, reason", [
     ("track", {"id": "u", "action": "x"}, 400, "missing parameter 'ts'"),
     ("track", {"ts": "soon", "id": "u", "action": "x"}, 400, "'ts' must be a Unix timestamp"),
-    ("track", {"ts": "1", "action": "x"}, 400, "missing parameter 'id'"),
-    ("track", {"ts": "1", "id": "u"}, 400, "missing parameter 'action'"),
-    ("track", {"ts": "1", "id": "u" * 257, "action": "x"}, 400, "longer than 256"),
-    ("set", {"ts": "1", "id": "u"}, 400, "missing parameter 'data'"),
-    ("set", {"ts": "1", "id": "u", "data": "[1]"}, 400, "'data' is not a JSON object"),
-    ("alias", {"ts": "1", "srcid": "a"}, 400, "missing parameter 'destid'"),
-    ("teleport", {"ts": "1", "id": "u"}, 400, "unknown method"),
+    ("track", {"ts": "1429186474", "action": "x"}, 400, "missing parameter 'id'"),
+    ("track", {"ts": "1429186474", "id": "u"}, 400, "missing parameter 'action'"),
+    ("track", {"ts": "1429186474", "id": "u" * 257, "action": "x"}, 400, "longer than 256"),
+    ("set", {"ts": "1429186474", "id": "u"}, 400, "missing parameter 'data'"),
+    ("set", {"ts": "1429186474", "id": "u", "data": "[1]"}, 400, "'data' is not a JSON object"),
+    ("alias", {"ts": "1429186474", "srcid": "a"}, 400, "missing parameter 'destid'"),
+    ("teleport", {"ts": "1429186474", "id": "u"}, 400, "unknown method"),
 ])
 def test_bad_calls_say_which_parameter(method, params, status, reason):
     with pytest.raises(CallError) as err:
@@ -83,16 +85,80 @@ def test_bad_calls_say_which_parameter(method, params, status, reason):
 
 def test_a_signed_only_app_refuses_unsigned_or_wrongly_signed_calls():
     good = signature(SECRET, "5115")
-    assert envelope("track", {"ts": "1", "id": "5115", "action": "x", "sign": good.lower()}, SIGNED, NOW)
+    assert envelope("track", {"ts": "1429186474", "id": "5115", "action": "x", "sign": good.lower()}, SIGNED, NOW)
     for sign in (None, "00" * 32, signature(SECRET, "5116")):
         with pytest.raises(CallError) as err:
-            envelope("track", {"ts": "1", "id": "5115", "action": "x", "sign": sign}, SIGNED, NOW)
+            envelope("track", {"ts": "1429186474", "id": "5115", "action": "x", "sign": sign}, SIGNED, NOW)
         assert err.value.status == 403
     with pytest.raises(CallError, match="destsign"):
-        envelope("alias", {"ts": "1", "srcid": "a-1", "destid": "5115", "sign": good}, SIGNED, NOW)
-    assert envelope("alias", {"ts": "1", "srcid": "a-1", "destid": "5115", "destsign": good}, SIGNED, NOW)
+        envelope("alias", {"ts": "1429186474", "srcid": ANON, "destid": "5115", "sign": good}, SIGNED, NOW)
+    assert envelope("alias", {"ts": "1429186474", "srcid": ANON, "destid": "5115", "destsign": good}, SIGNED, NOW)
     # an open app takes unsigned calls
-    assert json.dumps(envelope("track", {"ts": "1", "id": "5115", "action": "x"}, OPEN, NOW))
+    assert json.dumps(envelope("track", {"ts": "1429186474", "id": "5115", "action": "x"}, OPEN, NOW))
+
+
+def test_a_signed_only_alias_needs_the_source_signed_unless_it_is_strictly_anonymous():
+    dest = {"destid": "5115", "destsign": signature(SECRET, "5115")}
+    # a browser's anonymous id may join its account unsigned; the envelope says so
+    env = envelope("alias", {"ts": TS, "srcid": ANON, **dest}, SIGNED, NOW)
+    assert env["unsigned_source"] is True
+    # anyone else's id needs srcsign: the attack of merging a victim into oneself is refused
+    for src in ("victim", "a-x123124123", "a-" + "x" * 22, "a-" + "x" * 24, "a-" + "x" * 22 + "!"):
+        with pytest.raises(CallError) as err:
+            envelope("alias", {"ts": TS, "srcid": src, **dest}, SIGNED, NOW)
+        assert err.value.status == 403 and "'srcsign' missing for srcid" in err.value.reason
+    with pytest.raises(CallError, match="'srcsign' does not match"):
+        envelope("alias", {"ts": TS, "srcid": "victim", "srcsign": signature(SECRET, "other"), **dest}, SIGNED, NOW)
+    signed = envelope("alias", {"ts": TS, "srcid": "victim", "srcsign": signature(SECRET, "victim"), **dest}, SIGNED, NOW)
+    assert "unsigned_source" not in signed
+    # the seed's example alias still works on an app that is not signed-only
+    assert "unsigned_source" not in envelope("alias", {"ts": TS, "srcid": "a-x123124123", "destid": "unicorn"}, OPEN, NOW)
+
+
+def test_a_signed_only_identify_follows_the_same_rule_for_its_previous_id():
+    me = {"id": "5115", "sign": signature(SECRET, "5115")}
+    assert envelope("identify", {"ts": TS, "previous_id": ANON, **me}, SIGNED, NOW)["unsigned_source"] is True
+    with pytest.raises(CallError, match="'previous_sign' missing for previous_id 'a-x123124123'"):
+        envelope("identify", {"ts": TS, "previous_id": "a-x123124123", **me}, SIGNED, NOW)
+    ok = envelope("identify", {"ts": TS, "previous_id": "a-x123124123", "previous_sign": signature(SECRET, "a-x123124123"),
+                               **me}, SIGNED, NOW)
+    assert "unsigned_source" not in ok
+    # from a known id identify only switches: nothing is merged, so nothing more is asked
+    assert "unsigned_source" not in envelope("identify", {"ts": TS, "previous_id": "alice", **me}, SIGNED, NOW)
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"data": '{"a":' * 21 + "1" + "}" * 21}, "nests deeper than 20 levels"),
+    ({"data": '{"a":' * 5000 + "1" + "}" * 5000}, "nests deeper than 20 levels"),
+    ({"data": "{a:" * 253 + "1" + "}" * 253}, "nests deeper than 20 levels"),  # the ~6 KB GET that stopped the job
+    ({"data": '{"a": ' + "[" * 25 + "]" * 25 + "}"}, "nests deeper than 20 levels"),
+    ({"data": '{"big": 123456789012345678901234567890}'}, "outside 64-bit integers"),
+    ({"data": '{"n": NaN}'}, "NaN is not a JSON value"),
+    ({"data": '{"n": -Infinity}'}, "not a JSON object"),
+    ({"data": '{"n": 1e400}'}, "which JSON cannot carry"),
+    ({"data": {"big": 2 ** 64}}, "outside 64-bit integers"),
+    ({"ts": str(NOW // 1000 + 3601)}, "more than 1 hour in the future"),
+    ({"ts": "253402300799"}, "before the app's history start"),  # 9999 in seconds has 12 digits: read as ms, 1978
+    ({"ts": "253402300799000"}, "out of range"),                   # 9999 in ms
+    ({"ts": str(NOW // 1000 * 100)}, "before the app's history start"),
+    ({"ts": "946684799"}, "before the app's history start"),
+])
+def test_values_the_pipeline_cannot_carry_are_refused_with_the_limit(params, reason):
+    call = {"ts": TS, "id": "u", "data": "{}", **params}
+    with pytest.raises(CallError) as err:
+        envelope("set", call, OPEN, NOW)
+    assert err.value.status == 400 and reason in err.value.reason
+
+
+def test_a_call_over_the_size_limit_is_413_and_one_under_it_passes():
+    from tracktor.collector.calls import serialized
+    from udfs.limits import MAX_CALL_BYTES
+    small = envelope("track", {"ts": TS, "id": "u", "action": "x", "data": {"s": "x" * 1000}}, OPEN, NOW)
+    assert len(serialized(small)) < MAX_CALL_BYTES
+    big = envelope("track", {"ts": TS, "id": "u", "action": "x", "data": {"s": "x" * MAX_CALL_BYTES}}, OPEN, NOW)
+    with pytest.raises(CallError) as err:
+        serialized(big)
+    assert err.value.status == 413 and f"{MAX_CALL_BYTES:,} bytes per call" in err.value.reason
 
 
 def test_every_generated_envelope_round_trips_through_a_collector_call():

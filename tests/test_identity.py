@@ -40,8 +40,10 @@ def test_anonymous_browsing_then_identify_merges_into_the_identified_person():
         E.track(APP, anon, "Free movie view", BEGINNING + 2 * ONE_MINUTE),
     ])
     assert m.canonical(anon) == "unicorn"
-    events = [r for role, _, r in out if role == "events"]
+    events = [r for role, _, r in out if role == "events" and r["kind"] != "merge"]
     assert [e["person_id"] for e in events] == [anon, "unicorn"]
+    notices = [(key, r["data"]) for role, key, r in out if role == "events" and r["kind"] == "merge"]
+    assert notices == [(f"{APP}:{anon}", {"merged_into": "unicorn"}), (f"{APP}:unicorn", {"merged": [anon]})]
     identities = [r for role, _, r in out if role == "identities"]
     assert [(r["distinct_id"], r["person_id"]) for r in identities] == [(anon, "unicorn")]
 
@@ -119,7 +121,7 @@ def test_cart_calls_become_cart_events_on_the_person():
         E.alias(APP, "a-x", "shopper", BEGINNING),
         E.cart(APP, "a-x", "set", {"totalprice": 3.98, "products": []}, BEGINNING + ONE_MINUTE),
     ])
-    event = [r for role, _, r in out if role == "events"][0]
+    event = [r for role, _, r in out if role == "events" and r["kind"] != "merge"][0]
     assert (event["kind"], event["event"], event["person_id"]) == ("cart", "setCart", "shopper")
 
 
@@ -264,17 +266,106 @@ def test_cached_store_reads_state_once_and_writes_through():
     assert len(cache.cache) <= 3
 
 
-def test_split_store_keeps_anonymous_persons_apart():
+def test_split_store_keeps_only_wholly_anonymous_persons_in_the_retained_store():
     from udfs.envelope import is_anonymous
+    from udfs.identity import is_anonymous_group
     from udfs.state import SplitStore
     identified, anonymous = DictStore(), DictStore()
-    store = SplitStore(identified, anonymous, is_anonymous)
-    store.put("a-1", {"p": 1})
-    store.put("u1", {"p": 2})
-    assert anonymous == {"a-1": {"p": 1}} and identified == {"u1": {"p": 2}}
-    assert store.get("a-1") == {"p": 1} and store.get("nobody") is None
+    store = SplitStore(identified, anonymous, is_anonymous_group, is_anonymous)
+    store.put("a-1", {"members": ["a-1"], "p": 1})
+    store.put("u1", {"members": ["u1"], "p": 2})
+    assert set(anonymous) == {"a-1"} and set(identified) == {"u1"}
+    assert store.get("a-1")["p"] == 1 and store.get("nobody") is None
+    # an identified id merged into an anonymous one: the person is kept for good from now on
+    store.put("a-1", {"members": ["a-1", "bob"], "p": 3})
+    assert set(anonymous) == set() and identified["a-1"]["p"] == 3 and store.get("a-1")["p"] == 3
     store.remove("u1")
-    assert identified == {}
+    store.remove("a-1")
+    assert identified == {} and anonymous == {}
+
+
+def test_an_identified_person_under_an_anonymous_id_never_expires_with_the_anonymous_ones():
+    """alias(bob -> a-x): the person's canonical id is anonymous, but bob's properties must not
+    be lost when the anonymous retention forgets the anonymous persons."""
+    from udfs.envelope import is_anonymous
+    from udfs.identity import is_anonymous_group
+    from udfs.state import SplitStore
+    identified, anonymous = DictStore(), DictStore()
+    m = IdentityMerger(DictStore(), SplitStore(identified, anonymous, is_anonymous_group, is_anonymous), Cell())
+    run([E.set_properties(APP, "a-x", {"seen": 1}, BEGINNING),
+         E.set_properties(APP, "bob", {"email": "bob@example.com"}, BEGINNING + 1),
+         E.alias(APP, "bob", "a-x", BEGINNING + 2)], m)
+    assert m.canonical("bob") == "a-x"
+    anonymous.clear()  # what the retention does to every anonymous person in the end
+    assert profile_of(m, "bob") == {"seen": 1, "email": "bob@example.com"}
+
+
+def unsigned(env):
+    return {**env, "unsigned_source": True}
+
+
+def test_an_unsigned_anonymous_source_merges_only_while_its_person_is_anonymous():
+    anon, other = "a-3bxuAxl18r02UsdTUdk1Ri9", "a-xrWNmprAoEJM507bt7m5LKg"
+    m, out = run([
+        E.track(APP, anon, "Site visit", BEGINNING),
+        unsigned(E.alias(APP, anon, "victim", BEGINNING + 1)),       # the visitor's browser joins an account
+        E.track(APP, other, "Site visit", BEGINNING + 2),
+        unsigned(E.alias(APP, other, anon, BEGINNING + 3)),          # still anonymous + anonymous: fine
+    ])
+    assert m.canonical(anon) == "victim" and m.canonical(other) == "victim"
+    # an attacker who learnt the victim's old anonymous id cannot merge it into themselves
+    _, out = run([unsigned(E.alias(APP, anon, "attacker", BEGINNING + 4)),
+                  unsigned(E.identify(APP, "attacker", other, BEGINNING + 5))], m)
+    assert m.canonical(anon) == "victim" and m.canonical("attacker") == "attacker"
+    reasons = [r["reason"] for role, _, r in out if role == "dead_letter"]
+    assert len(reasons) == 2 and all("already belongs to the identified person 'victim'" in r for r in reasons)
+    assert [role for role, _, _ in out] == ["dead_letter", "dead_letter"]
+
+
+def test_repeated_aliases_between_merged_ids_add_no_edges():
+    m, _ = run([E.alias(APP, "a", "b", BEGINNING)])
+    _, out = run([E.alias(APP, x, y, BEGINNING + 10 + i) for i, (x, y) in enumerate([("a", "b"), ("b", "a")] * 50)], m)
+    assert out == [] and len(m.groups.get("b")["merges"]) == 1
+    # an older alias that joins them first still changes who they are, in any order
+    _, out = run([E.alias(APP, "b", "a", BEGINNING - 1)], m)
+    assert m.canonical("b") == "a" and len(m.groups.get("a")["merges"]) == 1
+
+
+def test_a_person_has_at_most_max_members_ids_and_a_merge_past_it_goes_to_the_dead_letters():
+    from udfs.limits import MAX_MEMBERS
+    m, _ = run([E.alias(APP, f"id{i}", "hub", BEGINNING + i) for i in range(MAX_MEMBERS - 1)])
+    assert len(m.groups.get("hub")["members"]) == MAX_MEMBERS
+    assert len(m.groups.get("hub")["merges"]) == MAX_MEMBERS - 1
+    _, out = run([E.alias(APP, "one-too-many", "hub", BEGINNING + MAX_MEMBERS)], m)
+    assert [role for role, _, _ in out] == ["dead_letter"] and f"more than {MAX_MEMBERS} ids" in out[0][2]["reason"]
+    assert m.canonical("one-too-many") == "one-too-many"
+
+
+def test_properties_past_the_caps_are_refused_and_existing_ones_still_change():
+    from udfs.limits import MAX_PROFILE_BYTES, MAX_PROPERTIES
+    m, _ = run([E.set_properties(APP, "u", {f"k{i}": i for i in range(MAX_PROPERTIES)}, BEGINNING)])
+    _, out = run([E.set_properties(APP, "u", {"k0": "changed", "new": 1}, BEGINNING + 1)], m)
+    dead = [r for role, _, r in out if role == "dead_letter"]
+    assert len(dead) == 1 and f"more than {MAX_PROPERTIES} properties" in dead[0]["reason"] and '"new"' in dead[0]["record"]
+    profile = profile_of(m, "u")
+    assert profile["k0"] == "changed" and "new" not in profile and len(profile) == MAX_PROPERTIES
+    # bytes: a person cannot outgrow a Kafka record either
+    m, out = run([E.set_properties(APP, "v", {f"big{i}": "x" * 30_000}, BEGINNING + i) for i in range(20)])
+    assert len(str(profile_of(m, "v"))) <= MAX_PROFILE_BYTES
+    assert any(role == "dead_letter" for role, _, _ in out)
+
+
+def test_a_merge_past_the_property_caps_keeps_the_newest_in_any_order():
+    from udfs.limits import MAX_PROPERTIES
+    half = MAX_PROPERTIES // 2 + 10
+    a = E.set_properties(APP, "pa", {f"a{i}": i for i in range(half)}, BEGINNING)
+    b = E.set_properties(APP, "pb", {f"b{i}": i for i in range(half)}, BEGINNING + 1)
+    merge = E.alias(APP, "pa", "pb", BEGINNING + 2)
+    m1, out = run([a, b, merge])
+    m2, _ = run([b, a, merge])
+    assert profile_of(m1, "pa") == profile_of(m2, "pa")
+    assert len(profile_of(m1, "pa")) == MAX_PROPERTIES and all(f"b{i}" in profile_of(m1, "pa") for i in range(half))
+    assert any(role == "dead_letter" and "oldest were dropped" in r["reason"] for role, _, r in out)
 
 
 def test_buffered_store_writes_each_changed_key_once_at_flush():

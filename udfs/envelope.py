@@ -14,10 +14,12 @@ import time
 
 import orjson
 
+from udfs.limits import (MAX_ACTION_LENGTH, MAX_CALL_BYTES, MAX_DEAD_LETTER_RECORD, MAX_FUTURE_MS, MAX_ID_LENGTH,
+                         check_json)
+
 ANONYMOUS_PREFIX = "a-"
-MAX_ID_LENGTH = 256
-MAX_ACTION_LENGTH = 256
-MAX_DEAD_LETTER_RECORD = 10_000  # characters of a rejected record kept on the dead-letter topic
+# What tio.js makes for a new visitor: the only ids a signed-only app merges without a signature.
+STRICTLY_ANONYMOUS = re.compile(r"a-[0-9A-Za-z]{23}")
 # cart_action -> the JavaScript method, which is also the name of the resolved event
 CART_METHODS = {"set": "setCart", "cancel": "cancelCart", "purchase": "purchaseCart"}
 CART_ACTIONS = tuple(CART_METHODS)
@@ -68,7 +70,14 @@ def dead_letter(job: str, topic: str, reason: str, record: str, failed_at: int |
 
 
 def is_anonymous(distinct_id: str) -> bool:
+    """Anonymous for the merge rules and the anonymous retention: any id starting `a-` (the
+    seed's own examples include `a-x123124123`)."""
     return distinct_id.startswith(ANONYMOUS_PREFIX)
+
+
+def is_strictly_anonymous(distinct_id: str) -> bool:
+    """`a-` and 23 base62 characters, as tio.js makes them (secure mode's unsigned sources)."""
+    return STRICTLY_ANONYMOUS.fullmatch(distinct_id) is not None
 
 
 def _non_negative_int(value) -> bool:
@@ -76,7 +85,10 @@ def _non_negative_int(value) -> bool:
 
 
 def parse_raw(text: str | bytes) -> dict:
-    """The envelope as a dict, or BadRecord saying what is wrong with it."""
+    """The envelope as a dict, or BadRecord saying what is wrong with it (the collector's
+    limits hold here too, for records that reach the topic by other ways)."""
+    if len(text) > MAX_CALL_BYTES:
+        raise BadRecord(f"record is {len(text):,} bytes, over the limit of {MAX_CALL_BYTES:,} per call")
     try:
         env = orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError) as e:
@@ -107,8 +119,17 @@ def parse_raw(text: str | bytes) -> dict:
     action = env.get("action")
     if "action" in env and (not isinstance(action, str) or not action or len(action) > MAX_ACTION_LENGTH):
         raise BadRecord(f"action must be a string of 1-{MAX_ACTION_LENGTH} characters")
-    if "data" in env and not isinstance(env["data"], dict):
-        raise BadRecord("data must be a JSON object")
+    if env["ts"] > env["received_at"] + MAX_FUTURE_MS:
+        raise BadRecord("ts is more than 1 hour past received_at")
+    if "data" in env:
+        if not isinstance(env["data"], dict):
+            raise BadRecord("data must be a JSON object")
+        try:
+            check_json(env["data"])
+        except ValueError as e:
+            raise BadRecord(str(e)) from None
+    if "unsigned_source" in env and env["unsigned_source"] is not True:
+        raise BadRecord("unsigned_source, when present, must be true")
     if kind == "cart" and env["cart_action"] not in CART_ACTIONS:
         raise BadRecord(f"cart_action must be one of {', '.join(CART_ACTIONS)}")
     return env

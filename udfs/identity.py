@@ -1,4 +1,4 @@
-"""Identity merging and person profiles (DESIGN.md, Identity).
+"""Identity merging and person profiles (DESIGN.md, Identity; docs/identity.md).
 
 State per app:
 - ``ids``: distinct id -> canonical person id, only for ids merged into another person.
@@ -7,27 +7,35 @@ State per app:
   has properties or merges.
 - ``version``: a counter that orders the identity and profile records this app emits.
 
-Why the result does not depend on arrival order: a group keeps the *set* of merge edges
-(ts, event_id, src, dest) and its canonical id is recomputed by replaying that set in
-event-time order (src's person joins dest's person, so the destination's canonical id
-wins). Properties keep, per key, the value with the greatest (ts, event_id); a null is kept
-as a tombstone so an older value arriving late cannot resurrect it. Both are pure
-functions of the set of inputs, so any order (and any replay) converges to one answer.
+Why the result does not depend on arrival order: a group keeps the merge edges
+(ts, event_id, src, dest) that join two separate persons when replayed in event-time order,
+and its canonical id is recomputed by that replay (src's person joins dest's person, so the
+destination's canonical id wins). An edge that joins nothing at its place in time can never
+join anything later (more edges only connect more), so it is dropped: repeated aliases add
+nothing, and a person keeps exactly members - 1 edges. Properties keep, per key, the value
+with the greatest (ts, event_id); a null is kept as a tombstone so an older value arriving
+late cannot resurrect it. Both are functions of the set of inputs, so any order (and any
+replay) converges to one answer.
 """
 from __future__ import annotations
 
-import json
+import orjson
 
 from udfs.envelope import CART_METHODS, dead_letter, is_anonymous
+from udfs.limits import MAX_MEMBERS, MAX_PROFILE_BYTES, MAX_PROPERTIES
 
 PREDEFINED_STRING_PROPERTIES = ("email", "first_name", "last_name", "profile_image")
 JOB = "identity_merge"
 # A setProperties call on tracktor.events: kind "set", this name, data = the accepted properties.
 SET_EVENT = "$set"
+# A merge told to the per-person jobs on tracktor.events, in order with each person's events:
+# the merged-away person gets {"merged_into": survivor}, the survivor {"merged": [persons]}.
+MERGE_EVENT = "$merge"
 
 
-def replay_canonical(merges: list) -> dict[str, str]:
-    """Every id in `merges` mapped to its canonical id, merging in (ts, event_id) order."""
+def _replay(merges: list) -> tuple[dict[str, str], list]:
+    """Union-find over the edges in (ts, event_id) order: every id's canonical id, and the
+    edges that joined two separate persons."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -38,13 +46,21 @@ def replay_canonical(merges: list) -> dict[str, str]:
             parent[x], x = root, parent[x]
         return root
 
-    for _ts, _eid, src, dest in sorted(merges):
+    joining = []
+    for edge in sorted(merges):
+        _ts, _eid, src, dest = edge
         parent.setdefault(src, src)
         parent.setdefault(dest, dest)
         rs, rd = find(src), find(dest)
         if rs != rd:
             parent[rs] = rd
-    return {x: find(x) for x in parent}
+            joining.append(edge)
+    return {x: find(x) for x in parent}, joining
+
+
+def replay_canonical(merges: list) -> dict[str, str]:
+    """Every id in `merges` mapped to its canonical id, merging in (ts, event_id) order."""
+    return _replay(merges)[0]
 
 
 def merge_props(a: dict, b: dict) -> dict:
@@ -59,6 +75,34 @@ def merge_props(a: dict, b: dict) -> dict:
 def visible(props: dict) -> dict:
     """Properties as a person has them: tombstones (null) left out."""
     return {k: e[0] for k, e in props.items() if e[0] is not None}
+
+
+def _size(props: dict) -> int:
+    return len(orjson.dumps(props))
+
+
+def is_anonymous_group(person: str, group: dict) -> bool:
+    """A person kept only for the anonymous retention: an anonymous id whose every member is
+    anonymous (an identified id merged into an anonymous one keeps the person for good)."""
+    return is_anonymous(person) and all(is_anonymous(m) for m in group["members"])
+
+
+def within_caps(props: dict) -> bool:
+    return len(props) <= MAX_PROPERTIES and _size(props) <= MAX_PROFILE_BYTES
+
+
+def capped(props: dict) -> tuple[dict, list[str]]:
+    """At most MAX_PROPERTIES entries in MAX_PROFILE_BYTES, the newest kept: (kept, dropped
+    keys). A function of the entries alone, so two persons merge to one result in any order."""
+    if within_caps(props):
+        return props, []
+    kept, size = {}, 2
+    for key, entry in sorted(props.items(), key=lambda kv: (kv[1][1:], kv[0]), reverse=True):
+        cost = len(orjson.dumps({key: entry})) - 1
+        if len(kept) < MAX_PROPERTIES and size + cost <= MAX_PROFILE_BYTES:
+            kept[key] = entry
+            size += cost
+    return kept, sorted(set(props) - set(kept))
 
 
 class IdentityMerger:
@@ -80,6 +124,10 @@ class IdentityMerger:
 
     def _group(self, person: str) -> dict:
         return self.groups.get(person) or {"members": [person], "merges": [], "props": {}}
+
+    def still_anonymous(self, person: str) -> bool:
+        """The person is not merged with any identified id (every member is anonymous)."""
+        return all(is_anonymous(m) for m in self._group(person)["members"])
 
     def _next_version(self) -> int:
         v = (self.version.value() or 0) + 1
@@ -111,11 +159,12 @@ class IdentityMerger:
         return self._record(env, person, "track", env["action"], env.get("data") or {})
 
     @staticmethod
-    def _record(env: dict, person: str, kind: str, name: str, data: dict):
+    def _record(env: dict, person: str, kind: str, name: str, data: dict, event_id: str | None = None,
+                distinct_id: str | None = None):
         app = env["app"]
         return ("events", f"{app}:{person}", {
-            "event_id": env["event_id"], "app": app, "kind": kind, "event": name,
-            "distinct_id": env["id"], "person_id": person, "ts": env["ts"],
+            "event_id": event_id or env["event_id"], "app": app, "kind": kind, "event": name,
+            "distinct_id": distinct_id or env["id"], "person_id": person, "ts": env["ts"],
             "received_at": env["received_at"], "data": data,
         })
 
@@ -127,11 +176,20 @@ class IdentityMerger:
                 out.append(self._dead_letter(env, f"property {key!r} must be a string or null, got {type(data[key]).__name__}",
                                              {key: data.pop(key)}))
         person = self.canonical(env["id"])
-        if data:  # the set itself, for the property history in the warehouse
-            out.append(self._record(env, person, "set", SET_EVENT, data))
         group = self._group(person)
         stamp = [env["ts"], env["event_id"]]
         props = merge_props(group["props"], {k: [v, *stamp] for k, v in data.items()})
+        if not within_caps(props):
+            new_keys = sorted(set(data) - set(group["props"]))
+            kept = {k: v for k, v in data.items() if k in group["props"]}
+            props = merge_props(group["props"], {k: [v, *stamp] for k, v in kept.items()})
+            if not within_caps(props):
+                new_keys, kept, props = sorted(data), {}, group["props"]
+            out.append(self._dead_letter(env, f"the person would have more than {MAX_PROPERTIES} properties or "
+                                              f"{MAX_PROFILE_BYTES:,} bytes of them: not set", {k: data[k] for k in new_keys}))
+            data = kept
+        if data:  # the set itself, for the property history in the warehouse
+            out.append(self._record(env, person, "set", SET_EVENT, data))
         if props != group["props"]:
             group["props"] = props
             self.groups.put(person, group)
@@ -142,26 +200,38 @@ class IdentityMerger:
         app = env["app"]
         edge = [env["ts"], env["event_id"], src, dest]
         cs, cd = self.canonical(src), self.canonical(dest)
+        if env.get("unsigned_source") and not self.still_anonymous(cs):
+            return [self._dead_letter(env, f"cannot merge {src!r} unsigned: it already belongs to the identified person "
+                                           f"{cs!r} (sign it to merge it)", {})]
         gs, gd = self._group(cs), self._group(cd)
+        if edge in gs["merges"]:
+            return []  # a replay of a merge already applied
+        out = []
         if cs == cd:
-            if edge in gs["merges"]:
-                return []  # a replay of a merge already applied
-            group = {**gs, "merges": gs["merges"] + [edge]}
+            _, joining = _replay(gs["merges"] + [edge])
+            if edge not in joining:
+                return []  # joins nothing that is not joined already: no new edge
+            group = {**gs, "merges": joining}
             before = {m: cs for m in gs["members"]}
         else:
-            group = {
-                "members": sorted(set(gs["members"]) | set(gd["members"])),
-                "merges": gs["merges"] + [e for e in gd["merges"] if e not in gs["merges"]] + [edge],
-                "props": merge_props(gs["props"], gd["props"]),
-            }
+            members = sorted(set(gs["members"]) | set(gd["members"]))
+            if len(members) > MAX_MEMBERS:
+                return [self._dead_letter(env, f"merging {src!r} into {dest!r} would give one person more than "
+                                               f"{MAX_MEMBERS} ids: not merged", {})]
+            props, dropped = capped(merge_props(gs["props"], gd["props"]))
+            if dropped:
+                out.append(self._dead_letter(env, f"the merged person would have more than {MAX_PROPERTIES} properties "
+                                                  f"or {MAX_PROFILE_BYTES:,} bytes of them: the oldest were dropped",
+                                             {k: None for k in dropped}))
+            group = {"members": members, "merges": _replay(gs["merges"] + gd["merges"] + [edge])[1], "props": props}
             before = {**{m: cs for m in gs["members"]}, **{m: cd for m in gd["members"]}}
         new = replay_canonical(group["merges"])[src]
 
-        for old in {cs, cd} - {new}:
+        olds = sorted({cs, cd} - {new})
+        for old in olds:
             self.groups.remove(old)
         self.groups.put(new, group)
         version = self._next_version()
-        out = []
         for member in group["members"]:
             if member == new:
                 self.ids.remove(member)
@@ -172,12 +242,16 @@ class IdentityMerger:
                     "app": app, "distinct_id": member, "person_id": new, "version": version,
                     "ts": env["ts"], "event_id": env["event_id"],
                 }))
-        for old in sorted({cs, cd} - {new}):
+        for old in olds:
             out.append(("profiles", f"{app}:{old}", {
                 "app": app, "person_id": old, "properties": {}, "version": version,
                 "ts": env["ts"], "merged_into": new,
             }))
-        if new != cs or cs != cd:
+            out.append(self._record(env, old, "merge", MERGE_EVENT, {"merged_into": new},
+                                    event_id=f"{env['event_id']}:{old}", distinct_id=old))
+        if olds:
+            out.append(self._record(env, new, "merge", MERGE_EVENT, {"merged": olds},
+                                    event_id=f"{env['event_id']}:{new}", distinct_id=new))
             out.append(self._profile(app, new, group, env["ts"], version))
         return out
 
@@ -190,5 +264,5 @@ class IdentityMerger:
         })
 
     def _dead_letter(self, env: dict, reason: str, rejected: dict):
-        record = json.dumps({**env, "data": rejected}, sort_keys=True)
+        record = orjson.dumps({**env, "data": rejected}, option=orjson.OPT_SORT_KEYS).decode()
         return ("dead_letter", JOB, dead_letter(JOB, self.source_topic, reason, record, env["received_at"]))

@@ -22,6 +22,10 @@ TABLES = {
     "segment_changes": ("app", "segment", "person_id", "change", "version", "ts"),
 }
 TIMESTAMP_COLUMNS = {"ts", "received_at"}
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01: inside ClickHouse's DateTime64 range
+# What each column takes: a record with anything else is refused here, so that one bad
+# record can never fail the insert of a whole bundle.
+NUMBER_COLUMNS = {"ts", "received_at", "version"}
 # The table each topic role fills, and the record fields a row needs (merged_into may be
 # absent). A setProperties call ("set" event) fills property_sets instead, a row per key.
 ROLE_TABLE = {"events": "events", "derived": "events", "identities": "identities", "profiles": "persons",
@@ -63,6 +67,19 @@ def to_rows(role: str, text: str) -> list[tuple[str, list]]:
 
 
 def _need(rec: dict, keys) -> None:
+    """Every column's field is there with a value the column takes."""
     for k in keys:
-        if k not in rec and k not in OPTIONAL_FIELDS:
+        if k not in rec:
+            if k in OPTIONAL_FIELDS:
+                continue
             raise BadRecord(f"missing {k!r}")
+        v = rec[k]
+        if k in NUMBER_COLUMNS:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= (MAX_TS_MS if k != "version" else 2 ** 63):
+                raise BadRecord(f"{k!r} must be a whole number of ms from 1970 to 2100, got {str(v)[:40]!r}"
+                                if k != "version" else f"'version' must be a whole number, got {str(v)[:40]!r}")
+        elif k in JSON_COLUMNS:
+            if not isinstance(v, dict):
+                raise BadRecord(f"{k!r} must be a JSON object")
+        elif not isinstance(v, str) and not (v is None and k in OPTIONAL_FIELDS):
+            raise BadRecord(f"{k!r} must be a string, got {type(v).__name__}")

@@ -52,24 +52,33 @@ class JsonStore:
 
 
 class SplitStore:
-    """Two MapStates seen as one: keys of anonymous persons go to `anonymous` (which the job
-    gives a retention time), all others to `identified` (kept for good)."""
+    """Two MapStates seen as one: a value that `goes_anonymous(key, value)` is kept in
+    `anonymous` (which the job gives a retention time), every other in `identified` (kept
+    for good). Only keys that `maybe_anonymous(key)` can be in `anonymous`, so the others
+    cost one state access."""
 
-    def __init__(self, identified, anonymous, is_anonymous):
-        self.identified, self.anonymous, self.is_anonymous = identified, anonymous, is_anonymous
-
-    def _store(self, key):
-        return self.anonymous if self.is_anonymous(key) else self.identified
+    def __init__(self, identified, anonymous, goes_anonymous, maybe_anonymous):
+        self.identified, self.anonymous = identified, anonymous
+        self.goes_anonymous, self.maybe_anonymous = goes_anonymous, maybe_anonymous
 
     def get(self, key, default=None):
-        value = self._store(key).get(key)
+        value = self.anonymous.get(key) if self.maybe_anonymous(key) else None
+        if value is None:
+            value = self.identified.get(key)
         return default if value is None else value
 
     def put(self, key, value) -> None:
-        self._store(key).put(key, value)
+        if self.goes_anonymous(key, value):
+            self.anonymous.put(key, value)
+            return
+        self.identified.put(key, value)
+        if self.maybe_anonymous(key):
+            self.anonymous.remove(key)  # it was anonymous until now
 
     def remove(self, key) -> None:
-        self._store(key).remove(key)
+        self.identified.remove(key)
+        if self.maybe_anonymous(key):
+            self.anonymous.remove(key)
 
 
 class CachedStore:

@@ -8,9 +8,15 @@
   GET  /health
 
 Every question takes ?range=today|last-7-days|last-30-days|last-90-days or ?from=YYYY-MM-DD&to=…
-and ?format=json (default) or html (a chart). Each app's data needs that app's secret:
-`Authorization: Bearer <secret>` (compared in constant time), so one app never reads
-another's. Answers come from tracktor/report.py, like the command line's.
+(at most api.max_range_days days) and ?format=json (default) or html (a chart). Each app's
+data needs that app's read token, `Authorization: Bearer <apps[].read_token>` (compared in
+constant time): not its signing secret, so a dashboard user cannot forge signed calls, and
+one app never reads another's. Answers come from tracktor/analytics/report.py, like the
+command line's.
+
+Bounded: api.threads requests are served at once (the rest wait their turn), a client has
+api.request_timeout to send its request, and a query runs at most api.query_timeout. A fault
+of the server's own is a 500 that says only "internal error" (the details go to the log).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import hmac
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -36,12 +43,30 @@ class ApiError(Exception):
         self.status = status
 
 
+class _PooledServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with its requests on a fixed pool of threads instead of one thread each."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, threads: int):
+        super().__init__(address, handler)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="api")
+
+    def process_request(self, request, client_address):
+        self.pool.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self):
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Api:
     def __init__(self, cfg: Config, host: str | None = None, port: int | None = None):
         self.cfg = cfg
+        self.apps = cfg.apps
         self.database = cfg.clickhouse.database
-        self.server = ThreadingHTTPServer((host or cfg.api.host, cfg.api.port if port is None else port), _handler(self))
-        self.server.daemon_threads = True
+        self.server = _PooledServer((host or cfg.api.host, cfg.api.port if port is None else port), _handler(self),
+                                    cfg.api.threads)
         self.client = None
         self.lock = threading.Lock()
 
@@ -78,7 +103,7 @@ class Api:
         app = parts[3]
         self._authorise(app, headers.get("Authorization", ""))
         if len(parts) == 4 and method == "GET":
-            a = self.cfg.apps[app]
+            a = self.apps[app]
             return 200, "application/json", json.dumps({
                 "app": app, "funnels": {n: list(f.events) for n, f in a.funnels.items()},
                 "metrics": {n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()}})
@@ -102,7 +127,11 @@ class Api:
             q = report.ask(self.cfg, app, kind, name, definition, _one(query, "range", "last-7-days"),
                            _day(query, "from"), _day(query, "to"), _int(query, "step"),
                            _one(query, "dropped", "false") == "true", _int(query, "limit") or 100)
-            text = report.render(q, report.answer(self.warehouse(), self.database, q), fmt)
+            days = (q.last - q.first).days + 1
+            if days > self.cfg.api.max_range_days:
+                raise ApiError(400, f"the range has {days} days, more than api.max_range_days ({self.cfg.api.max_range_days})")
+            text = report.render(q, report.answer(self.warehouse(), self.database, q,
+                                                  settings={"max_execution_time": self.cfg.api.query_timeout}), fmt)
         except report.NotFound as e:
             raise ApiError(404, str(e)) from None
         except ValueError as e:
@@ -110,13 +139,16 @@ class Api:
         return 200, ("text/html; charset=utf-8" if fmt == "html" else "application/json"), text
 
     def _authorise(self, app: str, header: str) -> None:
-        if app not in self.cfg.apps:
-            raise ApiError(404, f"no app {app!r}")
+        if app not in self.apps:
+            raise ApiError(404, f"no app {app[:100]!r}")
+        expected = self.apps[app].read_token
+        if not expected:
+            raise ApiError(403, f"app {app!r} has no read_token in the configuration: its analytics cannot be read")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "send the app's secret as 'Authorization: Bearer <secret>'")
-        if not hmac.compare_digest(token.encode(), self.cfg.apps[app].secret.encode()):
-            raise ApiError(403, f"wrong secret for app {app!r}")
+            raise ApiError(401, "send the app's read token as 'Authorization: Bearer <read_token>'")
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            raise ApiError(403, f"wrong read token for app {app!r}")
 
 
 def _one(query: dict, key: str, default: str | None = None) -> str | None:
@@ -157,6 +189,7 @@ def _json_body(body: bytes | None) -> dict:
 def _handler(api: Api):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = api.cfg.api.request_timeout  # a client that sends nothing does not hold a thread
 
         def log_message(self, fmt, *args):
             log.debug("%s " + fmt, self.address_string(), *args)
@@ -179,9 +212,9 @@ def _handler(api: Api):
                                                  self.headers, body)
             except ApiError as e:
                 status, ctype, text = e.status, "application/json", json.dumps({"error": str(e)})
-            except Exception as e:  # a failing query must not take the server down
-                log.exception("API request %s failed", self.path)
-                status, ctype, text = 500, "application/json", json.dumps({"error": f"{type(e).__name__}: {e}"})
+            except Exception:  # noqa: BLE001 - a failing query must not take the server down, nor show its insides
+                log.exception("API request %s failed", self.path[:500])
+                status, ctype, text = 500, "application/json", json.dumps({"error": "internal error"})
             self._send(status, ctype, text)
 
         def _send(self, status, ctype, text):

@@ -66,8 +66,21 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
     return Question(app, kind, definition, first, last, step, dropped, limit)
 
 
-def answer(client, database: str, q: Question):
-    """list[FunnelStep], list[Person] (drill-down) or a MetricResult."""
+class _WithSettings:
+    """A client whose every query carries the same ClickHouse settings (a time limit)."""
+
+    def __init__(self, client, settings: dict):
+        self.client, self.settings = client, settings
+
+    def query(self, sql: str, parameters: dict | None = None):
+        return self.client.query(sql, parameters=parameters, settings=self.settings)
+
+
+def answer(client, database: str, q: Question, settings: dict | None = None):
+    """list[FunnelStep], list[Person] (drill-down) or a MetricResult; `settings` go with
+    every query (e.g. max_execution_time)."""
+    if settings:
+        client = _WithSettings(client, settings)
     if q.kind == "metric":
         return analytics.metric(client, database, q.app, q.definition, q.first, q.last)
     if q.step:

@@ -8,42 +8,38 @@
   GET  /health                   200 when serving
 
 200 only after Kafka has every envelope of the request (acks=all); 503 while Kafka is
-unavailable (clients retry); 400/401/403/404/411/413 with the reason. The decisions are
-in udfs/collector.py.
+unavailable (clients retry); 4xx with the reason for anything malformed (connection.py).
+The decisions are in calls.py.
 
 How it is fast: one asyncio event loop (uvloop) serves every connection, and librdkafka
 (confluent-kafka) batches the records of all in-flight requests into few produce requests.
 A request never blocks the loop while Kafka acknowledges: the loop reads librdkafka's
 delivery reports every millisecond while records are in flight, and they complete the requests.
+
+Time: every collector.heartbeat_interval_ms the collector writes its clock into every
+partition of tracktor.raw (a record keyed `#hb:N`), which is where the jobs' event time
+comes from when an app goes quiet (docs/architecture.md, "Time").
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 import threading
 import time
-from collections import namedtuple
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import orjson
 
 from tracktor import ROOT
+from tracktor.collector.calls import CallError, envelope, method_of, serialized
 from tracktor.config import Config
-from tracktor.collector.wire import Request, WireError, parse_head, response
-from tracktor.collector.calls import CallError, envelope, method_of, query_params
 
 log = logging.getLogger(__name__)
-GET_METHODS = {"/track": "track", "/set": "set", "/alias": "alias"}
 LIBRARY = Path(__file__).parent / "static" / "tio.js"
 OPENAPI = ROOT / "docs" / "openapi.yaml"
-SCRIPT_PATH = re.compile(r"/scripts/([A-Za-z0-9_.-]{1,64})\.js")
-MAX_QUERY_BYTES = 16 * 1024
 POLL_SECONDS = 0.001
-_Target = namedtuple("_Target", "path query")
-PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type"))
+HEARTBEAT_PREFIX = "#hb:"
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -59,6 +55,7 @@ class Collector:
                  kafka_timeout_s: float = 5.0, reuse_port: bool = False):
         """`reuse_port`: share the port with other collector processes (collector.workers)."""
         self.cfg = cfg
+        self.apps = cfg.apps
         self.topic = cfg.topics["raw"]
         self.limits = cfg.collector
         self.bootstrap_servers = bootstrap_servers
@@ -68,7 +65,8 @@ class Collector:
         self.library = LIBRARY.read_text()
         self.openapi = OPENAPI.read_bytes()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.connections: set[_Connection] = set()
+        self.connections: set = set()
+        self.partitions = 0
         self._producer = None
         self._thread: threading.Thread | None = None
         self._polling: asyncio.TimerHandle | None = None
@@ -81,6 +79,8 @@ class Collector:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Collector":
         from confluent_kafka import Producer
+
+        from tracktor.collector.connection import Connection
 
         timeout_ms = int(self.kafka_timeout_s * 1000)
         self._producer = Producer({
@@ -95,7 +95,9 @@ class Collector:
         def serve():
             asyncio.set_event_loop(self.loop)
             self.server = self.loop.run_until_complete(
-                self.loop.create_server(lambda: _Connection(self), sock=self.sock))
+                self.loop.create_server(lambda: Connection(self), sock=self.sock))
+            self.loop.call_soon(self._sweep)
+            self.loop.call_soon(self._heartbeat)
             ready.set()
             self.loop.run_forever()
 
@@ -109,8 +111,9 @@ class Collector:
         without Kafka still starts and answers 503 until Kafka is back."""
         from confluent_kafka import KafkaException
         try:
-            self._producer.list_topics(self.topic, timeout=self.kafka_timeout_s)
-        except KafkaException as e:
+            metadata = self._producer.list_topics(self.topic, timeout=self.kafka_timeout_s)
+            self.partitions = len(metadata.topics[self.topic].partitions)
+        except (KafkaException, KeyError) as e:
             log.warning("Kafka at %s is not reachable yet: %s", self.bootstrap_servers, e)
 
     def stop(self) -> None:
@@ -122,8 +125,7 @@ class Collector:
         def shutdown():
             self.server.close()
             for conn in list(self.connections):
-                conn.closed = True
-                conn.transport.abort()
+                conn.abort()
             self.loop.stop()
 
         self.loop.call_soon_threadsafe(shutdown)
@@ -132,37 +134,63 @@ class Collector:
         self.loop.close()
         self.loop = None
 
+    def _sweep(self) -> None:
+        """Close connections past their deadlines (connection.py), twice a second."""
+        now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_deadline(now)
+        self.loop.call_later(0.5, self._sweep)
+
+    def _heartbeat(self) -> None:
+        """This collector's clock into every partition of the raw topic (not acknowledged:
+        a lost heartbeat is replaced by the next)."""
+        if not self.partitions:
+            self._connect()
+        now = int(time.time() * 1000)
+        value = orjson.dumps({"heartbeat": now})
+        try:
+            for p in range(self.partitions):
+                self._producer.produce(self.topic, value, f"{HEARTBEAT_PREFIX}{p}".encode(), partition=p, timestamp=now)
+        except (BufferError, Exception) as e:  # noqa: BLE001 - Kafka away: the next beat tries again
+            log.debug("heartbeat not sent: %s", e)
+        self._poll_soon()
+        self.loop.call_later(self.limits.heartbeat_interval_ms / 1000, self._heartbeat)
+
     # -- what a request gets -----------------------------------------------------------------
     def script(self, sid: str, host: str | None) -> str | None:
         """tio.js with the app's settings, or None for an unknown app. The library posts to
         collector.public_url when set, else to the address the browser fetched it from."""
-        app = self.cfg.apps.get(sid)
+        app = self.apps.get(sid)
         if app is None:
             return None
         endpoint = self.limits.public_url or f"http://{host or self.address.removeprefix('http://')}"
         settings = orjson.dumps({"sid": sid, "endpoint": endpoint, "autoEvents": app.auto_events.for_library()}).decode()
         return self.library.replace("/*CONFIG*/", settings.replace("</", "<\\/"))
 
-    def envelopes(self, calls: list[tuple[str, dict]]) -> list[dict]:
-        """The envelope of every (method, params) call, or CallError naming the bad call."""
+    def envelopes(self, calls: list[tuple[str, dict]]) -> list[tuple[dict, bytes]]:
+        """Every (method, params) call as its envelope and the envelope's JSON, or CallError
+        naming the bad call: a batch is checked and serialised whole before any of it is sent."""
         now = int(time.time() * 1000)
-        envs = []
+        out = []
         for i, (method, params) in enumerate(calls):
             sid = params.get("sid")
             if not sid or not isinstance(sid, str):
                 raise CallError(400, _at(i, calls, "missing parameter 'sid'"))
-            app = self.cfg.apps.get(sid)
+            app = self.apps.get(sid)
             if app is None:
-                raise CallError(401, _at(i, calls, f"unknown sid {sid!r}"))
+                raise CallError(401, _at(i, calls, f"unknown sid {sid[:100]!r}"))
             try:
-                envs.append(envelope(method_of(method, params), params, app, now))
+                env = envelope(method_of(method, params), params, app, now)
+                out.append((env, serialized(env)))
             except CallError as e:
                 raise CallError(e.status, _at(i, calls, e.reason)) from None
-        return envs
+        return out
 
-    def produce(self, envs: list[dict], done) -> None:
+    def produce(self, envs: list[tuple[dict, bytes]], done) -> None:
         """Hand the envelopes to Kafka; `done(error or None)` runs on the loop once Kafka
         acknowledged all of them (acks=all) or one failed."""
+        from confluent_kafka import KafkaException
+
         left = [len(envs)]
 
         def report(err, _msg):  # on the loop, from _poll
@@ -173,12 +201,18 @@ class Collector:
                 done(err)
 
         try:
-            for env in envs:
-                self._producer.produce(self.topic, orjson.dumps(env), env["app"].encode(), on_delivery=report,
+            for env, text in envs:
+                self._producer.produce(self.topic, text, env["app"].encode(), on_delivery=report,
                                        timestamp=env["received_at"])
         except BufferError:  # the local queue is full: Kafka has been away for a while
             left[0] = 0
             done("the producer's queue is full")
+        except KafkaException as e:
+            left[0] = 0
+            done(str(e))
+        self._poll_soon()
+
+    def _poll_soon(self) -> None:
         if self._polling is None:
             self._polling = self.loop.call_later(POLL_SECONDS, self._poll)
 
@@ -189,143 +223,5 @@ class Collector:
         self._polling = self.loop.call_later(POLL_SECONDS, self._poll) if len(self._producer) else None
 
 
-def _target(target: str) -> _Target:
-    """Path and query of a request target; urlsplit only for the rare absolute form."""
-    if target.startswith("/"):
-        path, _, query = target.partition("?")
-        return _Target(path, query.partition("#")[0])
-    parts = urlsplit(target)
-    return _Target(parts.path, parts.query)
-
-
 def _at(i: int, calls: list, reason: str) -> str:
     return f"call {i}: {reason}" if len(calls) > 1 else reason
-
-
-def _json(status: int, body: dict, keep_alive: bool, extra=()) -> bytes:
-    return response(status, orjson.dumps(body), keep_alive=keep_alive, extra=extra)
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: requests are answered in order, one at a time."""
-
-    def __init__(self, collector: Collector):
-        self.c = collector
-        self.buffer = bytearray()
-        self.busy = False
-        self.closed = False
-        self.transport = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.c.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc):
-        self.closed = True
-        self.c.connections.discard(self)
-
-    def data_received(self, data: bytes):
-        self.buffer += data
-        self._next()
-
-    # -- the request loop ------------------------------------------------------------------
-    def _next(self) -> None:
-        while not self.busy and not self.closed and self.buffer:
-            try:
-                parsed = parse_head(self.buffer, MAX_QUERY_BYTES, self.c.limits.max_body_bytes)
-            except WireError as e:
-                return self._send(_json(e.status, {"error": e.reason}, False), False)
-            if parsed is None:
-                return
-            req, size = parsed
-            if len(self.buffer) < size:
-                return  # the body is still coming
-            head = size - req.body_length
-            req.body = bytes(self.buffer[head:size])
-            del self.buffer[:size]
-            self.busy = True
-            self._handle(req)
-
-    def _send(self, data: bytes, keep_alive: bool) -> None:
-        if self.closed:
-            return
-        self.transport.write(data)
-        if not keep_alive:
-            self.closed = True
-            self.transport.close()
-            return
-        self.busy = False
-        self._next()
-
-    def _reply(self, req: Request, status: int, body, content_type: str = "application/json", extra=()) -> None:
-        data = orjson.dumps(body) if isinstance(body, dict) else body
-        self._send(response(status, data, content_type, req.keep_alive, extra), req.keep_alive)
-
-    # -- routes ----------------------------------------------------------------------------
-    def _handle(self, req: Request) -> None:
-        url = _target(req.target)
-        if req.method == "OPTIONS":  # CORS preflight for browsers posting JSON to /batch
-            return self._send(response(204, b"", keep_alive=req.keep_alive, extra=PREFLIGHT), req.keep_alive)
-        if req.method == "GET":
-            if url.path in GET_METHODS:
-                params = query_params(url.query)
-                return self._accept(req, [(GET_METHODS[url.path], params)])
-            if url.path == "/health":
-                return self._reply(req, 200, {"ok": True})
-            if url.path == "/openapi.yaml":
-                return self._reply(req, 200, self.c.openapi, "application/yaml")
-            script = SCRIPT_PATH.fullmatch(url.path)
-            if script:
-                text = self.c.script(script.group(1), req.headers.get("host"))
-                if text is None:
-                    return self._reply(req, 404, f"/* tracktor: no app {script.group(1)!r} */\n".encode(),
-                                       "application/javascript")
-                return self._reply(req, 200, text.encode(), "application/javascript; charset=utf-8")
-            return self._reply(req, 404, {"error": f"no such endpoint {url.path!r}"})
-        if req.method == "POST":
-            if url.path != "/batch":
-                return self._reply(req, 404, {"error": f"no such endpoint {url.path!r}"})
-            return self._batch(req, url.query)
-        return self._reply(req, 405, {"error": f"method {req.method} not allowed"}, extra=(("Allow", "GET, POST, OPTIONS"),))
-
-    def _batch(self, req: Request, query: str) -> None:
-        limits = self.c.limits
-        try:
-            calls = orjson.loads(req.body or b"null")
-        except orjson.JSONDecodeError as e:
-            return self._reply(req, 400, {"error": f"body is not JSON: {e}"})
-        if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
-            return self._reply(req, 400, {"error": "body must be a non-empty JSON array of call objects"})
-        if len(calls) > limits.max_batch_calls:
-            return self._reply(req, 413, {"error": f"more than {limits.max_batch_calls} calls in one batch"})
-        default_sid = query_params(query).get("sid")
-        prepared = []
-        for c in calls:
-            params = dict(c)
-            params.setdefault("sid", default_sid)
-            prepared.append((str(params.pop("method", "")), params))
-        self._accept(req, prepared)
-
-    def _accept(self, req: Request, calls: list[tuple[str, dict]]) -> None:
-        try:
-            envs = self.c.envelopes(calls)
-        except CallError as e:
-            return self._reply(req, e.status, {"error": e.reason})
-        answered = []
-
-        def done(error):
-            if answered:
-                return
-            answered.append(True)
-            timer.cancel()
-            if error is None:
-                return self._reply(req, 200, {"accepted": len(envs)})
-            log.warning("Kafka did not take %d envelopes: %s", len(envs), error)
-            self._reply(req, 503, {"error": f"Kafka is unavailable, retry later ({error})"}, extra=(("Retry-After", "1"),))
-
-        # librdkafka fails a record after message.timeout.ms; this only guards against a report that never comes
-        timer = self.c.loop.call_later(self.c.kafka_timeout_s * 2 + 1, done, "no answer from Kafka")
-        self.c.produce(envs, done)

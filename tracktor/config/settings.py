@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -107,6 +108,16 @@ class CollectorSettings(Model):
     public_url: Text | None = None    # where browsers reach it, when not the address they fetched tio.js from
     max_body_bytes: PositiveInt = 1024 * 1024   # POST /batch bodies above this get 413
     max_batch_calls: PositiveInt = 1000
+    # Self-defence (tracktor/collector/connection.py): a request's head must come within
+    # head_timeout of its first byte and its body within body_timeout (else 408); an idle
+    # kept-alive connection closes after idle_timeout; past max_connections a new one gets
+    # 503; a connection whose request waits for Kafka reads on up to max_buffered_bytes.
+    head_timeout: Annotated[Duration, Field(gt=0)] = 10.0
+    body_timeout: Annotated[Duration, Field(gt=0)] = 30.0
+    idle_timeout: Annotated[Duration, Field(gt=0)] = 60.0
+    max_connections: PositiveInt = 10_000
+    max_buffered_bytes: PositiveInt = 2 * 1024 * 1024
+    heartbeat_interval_ms: PositiveInt = 1000   # the collector's clock into every raw partition
 
     @field_validator("public_url")
     @classmethod
@@ -117,6 +128,10 @@ class CollectorSettings(Model):
 class ApiSettings(Model):
     host: Text = "127.0.0.1"
     port: Port = 8081
+    threads: PositiveInt = 8                # requests served at once; the rest wait
+    request_timeout: Annotated[Duration, Field(gt=0)] = 30.0   # to send a request
+    query_timeout: Annotated[Duration, Field(gt=0)] = 60.0     # ClickHouse's max_execution_time per query
+    max_range_days: PositiveInt = 400       # the longest custom date range
 
 
 class IdentitySettings(Model):
@@ -166,7 +181,9 @@ class App(Model):
     sid: Text
     name: Text
     secret: Text                      # signs identities (secure mode); never a read credential
+    read_token: Text | None = None    # reads the app's analytics (API, dashboard); none: not readable
     signed_only: Bool = False
+    history_start: date = date(2000, 1, 1)   # calls with an earlier ts are refused
     cart_timeout: Duration = 30 * 60.0
     visit_gap: Duration = 30 * 60.0
     advanced_events: tuple[Literal[ADVANCED_EVENTS], ...] = ADVANCED_EVENTS
@@ -176,6 +193,11 @@ class App(Model):
     segments: dict[str, Any] = {}
 
     _named = field_validator("funnels", "metrics", mode="before")(classmethod(lambda cls, v: _named(v)))
+
+    @property
+    def history_start_ms(self) -> int:
+        return int(datetime(self.history_start.year, self.history_start.month, self.history_start.day,
+                            tzinfo=timezone.utc).timestamp() * 1000)
 
     @field_validator("sid")
     @classmethod

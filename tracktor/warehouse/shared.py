@@ -82,9 +82,9 @@ class OwnerClient:
             json.dump({"port": self.server.server_address[1], "token": self.token, "pid": os.getpid()}, f)
         os.replace(tmp, info)
 
-    def query(self, sql: str, parameters: dict | None = None):
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None):
         with self.mutex:
-            return self.client.query(sql, parameters=parameters)
+            return self.client.query(sql, parameters=parameters, settings=settings)
 
     def command(self, sql: str, parameters: dict | None = None):
         with self.mutex:
@@ -119,7 +119,7 @@ def _handler(owner: OwnerClient):
             try:
                 call = _decode(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
                 if self.path == "/query":
-                    out = owner.query(call["sql"], call.get("parameters")).result_rows
+                    out = owner.query(call["sql"], call.get("parameters"), call.get("settings")).result_rows
                 elif self.path == "/command":
                     out = owner.command(call["sql"], call.get("parameters"))
                     out = out if isinstance(out, (int, str, list)) or out is None else str(out)
@@ -177,9 +177,9 @@ class RemoteClient:
                     raise
                 self.address = None  # the owner is gone: look again
 
-    def query(self, sql: str, parameters: dict | None = None):
-        return self._call("query", {"sql": sql, "parameters": parameters},
-                          lambda owner: owner.query(sql, parameters), Result)
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None):
+        return self._call("query", {"sql": sql, "parameters": parameters, "settings": settings},
+                          lambda owner: owner.query(sql, parameters, settings), Result)
 
     def command(self, sql: str, parameters: dict | None = None):
         return self._call("command", {"sql": sql, "parameters": parameters},

@@ -16,10 +16,11 @@ import orjson
 from pyflink.datastream import KeyedProcessFunction
 
 from tracktor import warehouse
-from tracktor.flink.bundling import Outputs, bundle_output_type, bundled, unbundled
+from tracktor.flink.bundling import bundle_output_type, bundle_row, bundled, unbundled
 from tracktor.flink.environment import jvm
 from tracktor.flink.runner import Job, main
 from udfs.envelope import dead_letter, failure_reason
+from udfs.outputs import Outputs
 from udfs.rollup import ROLES, to_rows
 
 NAME = "metric_rollup"
@@ -53,7 +54,7 @@ class WarehouseWriter(KeyedProcessFunction):
         for table, rows in tables.items():  # a failure here fails the job: no row is dropped
             warehouse.insert_rows(self.client, self.clickhouse.database, table, rows)
         if dead:
-            yield dead.row()
+            yield bundle_row(dead)
 
     def close(self):
         if self.client is not None:

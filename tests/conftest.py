@@ -48,9 +48,10 @@ def kafka(tmp_path_factory):
     broker.stop()
 
 
-def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", **flink):
+def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sections: dict | None = None, **flink):
     """The shipped configuration with its own topics (prefixed), warehouse and checkpoints,
-    so tests can share one broker without seeing each other's data."""
+    so tests can share one broker without seeing each other's data; `flink` settings and
+    other `sections` ({"identity": {...}}) are merged in, and written to the file too."""
     import copy
 
     import yaml
@@ -67,6 +68,8 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", **fl
     tree["flink"]["checkpoint_interval_ms"] = 2000
     tree.setdefault("api", {})["request_timeout"] = 2
     tree["flink"].update(flink)
+    for section, values in (sections or {}).items():
+        tree.setdefault(section, {}).update(values)
     path = tmp_path / "tracktor.yaml"
     path.write_text(yaml.safe_dump(tree))
     return config.load(path)

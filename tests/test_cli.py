@@ -155,6 +155,41 @@ def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka
         stop_job(job)
 
 
+def test_anonymous_persons_are_forgotten_after_the_retention_and_identified_ones_kept(kafka, tmp_path):
+    """identity.anonymous_retention (Flink state TTL, processing time) on a real job: an
+    anonymous person's properties are gone after it, an identified person's stay, and so do
+    those of an identified id merged into an anonymous one."""
+    cfg = make_config(tmp_path, "cli-ttl", bootstrap_servers=kafka, sections={"identity": {"anonymous_retention": "4s"}})
+    from tracktor.topics import ensure_topics
+    ensure_topics(kafka, cfg.kafka)
+    app, t0 = "demo-video", 1_767_225_600_000
+
+    def profile(person, ts):
+        found = [v for _, v in read_topic(kafka, cfg.topics["profiles"]) if v["person_id"] == person and v["ts"] == ts]
+        return found[-1]["properties"] if found else None
+
+    loader.send(kafka, cfg.topics["raw"], [
+        E.set_properties(app, "a-forgotten", {"seen": "once"}, t0),
+        E.set_properties(app, "kept", {"plan": "gold"}, t0),
+        E.set_properties(app, "bob", {"email": "bob@example.com"}, t0),
+        E.alias(app, "bob", "a-canonical", t0 + 1)])
+    job = start_job(cfg)
+    try:
+        assert wait_for("the first profiles", lambda: profile("a-canonical", t0 + 1), job) == {"email": "bob@example.com"}
+        time.sleep(6)  # past the retention
+        loader.send(kafka, cfg.topics["raw"], [
+            E.identify(app, "newcomer", "a-forgotten", t0 + 10),
+            E.set_properties(app, "kept", {"city": "Oslo"}, t0 + 11),
+            E.set_properties(app, "a-canonical", {"city": "Rome"}, t0 + 12)])
+        assert wait_for("kept's new profile", lambda: profile("kept", t0 + 11), job) == {"plan": "gold", "city": "Oslo"}
+        assert wait_for("a-canonical's", lambda: profile("a-canonical", t0 + 12), job) == {
+            "email": "bob@example.com", "city": "Rome"}
+        merged = [v for _, v in read_topic(kafka, cfg.topics["profiles"]) if v["person_id"] == "newcomer"]
+        assert all("seen" not in v["properties"] for v in merged)  # a-forgotten's properties had expired
+    finally:
+        stop_job(job)
+
+
 def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_path):
     from tests.test_warehouse import ev, ident, write
     from tracktor import warehouse

@@ -213,35 +213,82 @@ def test_state_holds_nothing_for_visitors_who_never_merge_or_set_properties():
 
 # -- parallelism: apps spread over workers, each app's calls in their partition's order ------
 APPS = ["app1", "app2", "app3", "app4", "app5"]
+TOPICS = {"raw": "raw", "events": "events", "identities": "identities", "profiles": "profiles",
+          "dead_letter": "dead_letter"}
 
 
-def run_interleaved(envs, rnd):
-    """Outputs per app when each app's calls keep their order (one partition per app) but the
-    apps interleave arbitrarily — all that changes between parallelism 1 and 4, since state
-    is per app (keyed state) wherever the app's subtask is."""
-    queues = {app: [e for e in envs if e["app"] == app] for app in APPS}
-    state = {app: IdentityMerger(DictStore(), DictStore(), Cell()) for app in APPS}
+class KeyedState:
+    """Flink's keyed state as the job's function sees it: one state object per descriptor,
+    shared by every key, whose contents are those of the current key."""
+
+    def __init__(self):
+        self.key, self.data = None, {}
+
+    def map(self, name):
+        state = self
+
+        class Map:
+            def _d(self):
+                return state.data.setdefault((name, state.key), {})
+
+            def get(self, k, default=None):
+                return self._d().get(k, default)
+
+            def put(self, k, v):
+                self._d()[k] = v
+
+            def remove(self, k):
+                self._d().pop(k, None)
+        return Map()
+
+    def value(self, name):
+        state = self
+
+        class Value:
+            def value(self):
+                return state.data.get((name, state.key))
+
+            def update(self, v):
+                state.data[(name, state.key)] = v
+        return Value()
+
+
+def job_function(state: KeyedState):
+    from udfs.identity import AppBundles
+    return AppBundles(state.map("ids"), state.map("groups"), state.map("anonymous"), state.value("version"), TOPICS)
+
+
+def run_bundles(envs, rnd, max_bundle: int):
+    """Outputs per app through ONE function with shared keyed state, as a subtask runs it:
+    each app's calls keep their order (one partition per app), bundles of any size up to
+    `max_bundle`, the apps' bundles interleaved arbitrarily (all that changes between
+    parallelism 1 and 4)."""
+    import json
+    queues = {app: [json.dumps(e) for e in envs if e["app"] == app] for app in APPS}
+    state = KeyedState()
+    fn = job_function(state)
     out = {app: [] for app in APPS}
-    pending = [app for app in APPS for _ in queues[app]]
-    rnd.shuffle(pending)  # which app's next call arrives next: any interleaving
-    cursor = {app: 0 for app in APPS}
-    for app in pending:
-        env = queues[app][cursor[app]]
-        cursor[app] += 1
-        out[app].extend(state[app].process(env))
-    return out
+    while any(queues.values()):
+        app = rnd.choice([a for a in APPS if queues[a]])
+        n = rnd.randint(1, max_bundle)
+        bundle, queues[app] = queues[app][:n], queues[app][n:]
+        state.key = app  # Flink sets the current key before each bundle
+        result = fn.process(app, bundle, [0] * len(bundle))
+        out[app].extend(result.records())
+    return out, state
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(APPS), calls), max_size=40), st.randoms(use_true_random=False))
-def test_outputs_are_the_same_at_parallelism_1_and_4(app_calls, rnd):
+def test_outputs_and_state_are_the_same_at_parallelism_1_and_4_with_any_bundles(app_calls, rnd):
     envs = []
     for app in APPS:
         for env in build([c for a, c in app_calls if a == app]):
             envs.append({**env, "app": app, "event_id": f"{app}-{env['event_id']}"})
-    one_subtask = run_interleaved(envs, random.Random(0))
-    four_subtasks = run_interleaved(envs, rnd)
-    assert one_subtask == four_subtasks
+    one_at_a_time, state1 = run_bundles(envs, random.Random(0), max_bundle=1)
+    interleaved, state2 = run_bundles(envs, rnd, max_bundle=7)
+    assert interleaved == one_at_a_time
+    assert {k: v for k, v in state1.data.items() if v} == {k: v for k, v in state2.data.items() if v}
 
 
 def test_cached_store_reads_state_once_and_writes_through():

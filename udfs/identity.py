@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import orjson
 
-from udfs.envelope import CART_METHODS, dead_letter, is_anonymous
+from udfs.envelope import CART_METHODS, dead_letter, failure_reason, is_anonymous, parse_raw
 from udfs.limits import MAX_MEMBERS, MAX_PROFILE_BYTES, MAX_PROPERTIES
+from udfs.outputs import Outputs
+from udfs.state import BufferedCell, BufferedStore, CachedStore, JsonStore, SplitStore
 
 PREDEFINED_STRING_PROPERTIES = ("email", "first_name", "last_name", "profile_image")
 JOB = "identity_merge"
@@ -266,3 +268,49 @@ class IdentityMerger:
     def _dead_letter(self, env: dict, reason: str, rejected: dict):
         record = orjson.dumps({**env, "data": rejected}, option=orjson.OPT_SORT_KEYS).decode()
         return ("dead_letter", JOB, dead_letter(JOB, self.source_topic, reason, record, env["received_at"]))
+
+
+class AppBundles:
+    """What identity_merge's keyed function does with a bundle of one app's raw records.
+
+    The state objects are the function's Flink states (scoped to the current key, the app)
+    or, in tests, models of them. Reads and writes go through buffers for the length of a
+    bundle and each changed key is written back once at its end (`process` flushes them
+    while the bundle's app is still the current key); each app has its own merger, so its
+    cache of id redirects only ever holds that app's ids.
+    """
+
+    def __init__(self, ids, groups, anonymous_groups, version, topics: dict):
+        self.topics = topics
+        self.ids = BufferedStore(ids)
+        self.groups = BufferedStore(SplitStore(JsonStore(groups), JsonStore(anonymous_groups),
+                                               is_anonymous_group, is_anonymous))
+        self.version = BufferedCell(version)
+        self.mergers: dict[str, IdentityMerger] = {}
+
+    def merger_for(self, app: str) -> IdentityMerger:
+        merger = self.mergers.get(app)
+        if merger is None:
+            merger = self.mergers[app] = IdentityMerger(CachedStore(self.ids), self.groups, self.version,
+                                                        self.topics["raw"])
+        return merger
+
+    def process(self, app: str, texts, stamps) -> Outputs:
+        """One bundle of `app`'s raw records in topic order -> all their output records. A
+        record that fails for any reason becomes a dead letter; the others go on."""
+        merger, topics = self.merger_for(app), self.topics
+        out = Outputs()
+        for text, ts in zip(texts, stamps):
+            try:
+                env = parse_raw(text)
+                if env["app"] != app:
+                    raise ValueError(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
+                records = [(topics[role], key, orjson.dumps(record).decode()) for role, key, record in merger.process(env)]
+            except Exception as e:  # noqa: BLE001 - one record must never stop the job
+                records = [(topics["dead_letter"], JOB,
+                            orjson.dumps(dead_letter(JOB, topics["raw"], failure_reason(e), text, ts)).decode())]
+            for topic, key, value in records:
+                out.add(topic, key, value, ts)
+        for buffered in (self.ids, self.groups, self.version):
+            buffered.flush()
+        return out

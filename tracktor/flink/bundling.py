@@ -52,23 +52,7 @@ def unbundled(bundles):
                       .setParallelism(j.getParallelism()))
 
 
-class Outputs:
-    """A bundle's outputs gathered column by column, for one bundle_output_type row."""
-
-    __slots__ = ("topics", "keys", "values", "stamps")
-
-    def __init__(self):
-        self.topics, self.keys, self.values, self.stamps = [], [], [], []
-
-    def add(self, topic: str, key: str, value: str, ts: int) -> None:
-        self.topics.append(topic)
-        self.keys.append(key)
-        self.values.append(value)
-        self.stamps.append(ts)
-
-    def row(self):
-        from pyflink.common import Row
-        return Row(self.topics, self.keys, self.values, self.stamps)
-
-    def __bool__(self) -> bool:
-        return bool(self.values)
+def bundle_row(out):
+    """An Outputs (udfs/outputs.py) as the one bundle_output_type row a function yields."""
+    from pyflink.common import Row
+    return Row(out.topics, out.keys, out.values, out.stamps)

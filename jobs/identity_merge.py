@@ -45,7 +45,7 @@ class IdentityMergeFunction(KeyedProcessFunction):
 
 
 def build(inputs: dict, cfg):
-    bundles = bundled(inputs["raw"], cfg.flink.bundle_max_records, cfg.flink.bundle_max_delay_ms)
+    bundles = bundled(inputs["raw"], max_records=cfg.flink.bundle_max_records, max_delay_ms=cfg.flink.bundle_max_delay_ms)
     merged = (bundles.process(IdentityMergeFunction(cfg.topics, cfg.identity.anonymous_retention),
                               output_type=bundle_output_type())
               .uid(JOB.uid("merge")).name("identity merge"))

@@ -68,8 +68,7 @@ def build(inputs: dict, cfg):
     keyed = [DataStream(inputs[role]._j_data_stream.map(jvm().io.tracktor.flink.WithKey(role),
                                                           inputs[role]._j_data_stream.getType()))
              for role in ROLES]
-    rows = keyed[0].union(*keyed[1:])
-    bundles = bundled(rows, MAX_BUNDLE_ROWS, cfg.flink.bundle_max_delay_ms)
+    bundles = bundled(*keyed, max_records=MAX_BUNDLE_ROWS, max_delay_ms=cfg.flink.bundle_max_delay_ms)
     written = (bundles.process(WarehouseWriter(cfg.clickhouse, cfg.topics), output_type=bundle_output_type())
                .set_parallelism(1).uid(JOB.uid("writer")).name("ClickHouse writer"))
     return unbundled(written)

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from tracktor import ROOT
 
 # Named instants (ms since the epoch), as in flink-training's tests.
 BEGINNING = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -62,7 +69,8 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sect
     tree["data_dir"] = str(tmp_path / "data")
     tree["kafka"]["bootstrap_servers"] = bootstrap_servers
     tree["kafka"]["partitions"] = 2
-    tree["kafka"]["topics"] = {role: f"{prefix}.{name}" for role, name in tree["kafka"]["topics"].items()}
+    defaults = config.Topics().by_role()
+    tree["kafka"]["topics"] = {role: f"{prefix}.{name}" for role, name in {**defaults, **tree["kafka"]["topics"]}.items()}
     tree["clickhouse"]["dsn"] = f"chdb://{tmp_path / 'warehouse'}"
     tree["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
     tree["flink"]["checkpoint_interval_ms"] = 2000
@@ -119,3 +127,37 @@ def run_jobs(cfg, bootstrap_servers: str, *names: str, bounded: bool = True) -> 
 
     for name in names or jobs.NAMES:
         runner.run(jobs.load(name), cfg, bootstrap_servers, bounded)
+
+
+# -- jobs as processes of their own, as `bin/tracktor job NAME` runs them ----------------------
+def clean_env() -> dict:
+    """This process's environment without what PyFlink left in it after running a job here
+    (PYFLINK_GATEWAY_DISABLED and friends would stop a child from starting its own JVM)."""
+    return {k: v for k, v in os.environ.items() if "PYFLINK" not in k}
+
+
+def start_job(cfg, name="identity_merge"):
+    log = open(cfg.data_dir.parent / f"{name}.log", "ab")
+    job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", name],
+                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True)
+    job.log = Path(log.name)
+    return job
+
+
+def stop_job(job):
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGKILL)  # no goodbye: as if the machine died
+        job.wait(30)
+
+
+def wait_for(what, check, job, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        if job.poll() is not None:
+            break
+        time.sleep(2)
+    tail = job.log.read_text(errors="replace")[-3000:]
+    raise AssertionError(f"no {what} after {seconds}s (job exit code {job.poll()}); its log ends:\n{tail}")

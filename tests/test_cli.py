@@ -12,18 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_config, read_topic
+from tests.conftest import clean_env, make_config, read_topic, start_job, stop_job, wait_for
 from tracktor import ROOT
 from tracktor.topics import ensure_topics
 from tracktor.dev import envelopes as E, loader, stack
 
 pytestmark = pytest.mark.integration  # a real broker, real Flink jobs, real chDB
-
-
-def clean_env() -> dict:
-    """This process's environment without what PyFlink left in it after running a job here
-    (PYFLINK_GATEWAY_DISABLED and friends would stop a child from starting its own JVM)."""
-    return {k: v for k, v in os.environ.items() if "PYFLINK" not in k}
 
 
 def cli(cfg, *args, **kw):
@@ -93,33 +87,6 @@ def test_the_collector_command_serves_from_several_processes_and_stops_them_all(
         if server.poll() is None:
             server.kill()
     assert len([v for _, v in read_topic(kafka, cfg.topics["raw"])]) == 20
-
-
-def start_job(cfg, name="identity_merge"):
-    log = open(cfg.data_dir.parent / f"{name}.log", "ab")
-    job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", name],
-                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True)
-    job.log = Path(log.name)
-    return job
-
-
-def stop_job(job):
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGKILL)  # no goodbye: as if the machine died
-        job.wait(30)
-
-
-def wait_for(what, check, job, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        if job.poll() is not None:
-            break
-        time.sleep(2)
-    tail = job.log.read_text(errors="replace")[-3000:]
-    raise AssertionError(f"no {what} after {seconds}s (job exit code {job.poll()}); its log ends:\n{tail}")
 
 
 def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka, tmp_path):

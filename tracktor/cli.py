@@ -83,7 +83,10 @@ def cmd_load(args) -> int:
     cfg = _cfg(args)
     bootstrap = stack.resolve_bootstrap(cfg)
     topics.ensure_topics(bootstrap, cfg.kafka)
-    loader.send(bootstrap, cfg.topics["raw"], _generator(args))
+    calls = sorted(_generator(args), key=lambda e: e["received_at"])  # in time order, as they would arrive
+    loader.send(bootstrap, cfg.topics["raw"], calls)
+    if calls:  # the jobs' clock reaches the end of the sample
+        loader.send_heartbeat(bootstrap, cfg.topics["raw"], calls[-1]["received_at"])
     return 0
 
 

@@ -46,3 +46,50 @@ def partition_counts(bootstrap_servers: str, names: list[str]) -> dict[str, int]
     if missing:
         raise RuntimeError(f"topics {', '.join(missing)} do not exist on {bootstrap_servers}: run `bin/tracktor topics`")
     return {n: len(metadata.topics[n].partitions) for n in names}
+
+
+def _next_offsets(consumer, name: str, partitions) -> dict[int, int]:
+    """Per partition, the offset after its last committed record (0 when it has none): what a
+    consumer that read everything has committed (transaction markers take offsets too, so the
+    high watermark is not it)."""
+    from confluent_kafka import TopicPartition
+
+    out = {}
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
+        out[p] = 0
+        if high <= low:
+            continue
+        consumer.assign([TopicPartition(name, p, max(low, high - 64))])
+        while True:
+            msg = consumer.poll(2)
+            if msg is None:
+                break
+            if not msg.error():
+                out[p] = msg.offset() + 1
+                if msg.offset() >= high - 1:
+                    break
+    return out
+
+
+def caught_up(bootstrap_servers: str, groups: dict[str, str]) -> bool:
+    """Whether each consumer group of {topic: group} has committed every record of its topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "tracktor-caught-up",
+                       "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        metadata = reader.list_topics(timeout=30)
+        for name, group in groups.items():
+            ends = _next_offsets(reader, name, metadata.topics[name].partitions)
+            committer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+            try:
+                committed = committer.committed([TopicPartition(name, p) for p in ends], timeout=30)
+            finally:
+                committer.close()
+            for tp in committed:
+                if ends[tp.partition] and tp.offset < ends[tp.partition]:
+                    return False
+        return True
+    finally:
+        reader.close()

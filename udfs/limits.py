@@ -17,12 +17,14 @@ MAX_FUTURE_MS = 3_600_000       # a call's ts may be at most 1 hour past its rec
 MAX_PROPERTIES = 1000           # properties a person may have (deleted ones count until they are set again)
 MAX_PROFILE_BYTES = 256 * 1024  # a person's properties as JSON
 MAX_MEMBERS = 1000              # distinct ids merged into one person
+MAX_STATE_DEPTH = 3 * MAX_DEPTH  # a person's state in a handoff: data and carts inside the job's own structure
+MAX_HELD_RECORDS = 10_000     # records a per-person job holds for a person while its merge is handed over
 MAX_DEAD_LETTER_RECORD = 10_000  # characters of a rejected record kept on the dead-letter topic
 
 
-def check_json(value, what: str = "data") -> None:
-    """ValueError naming the limit when `value` (parsed JSON) nests deeper than MAX_DEPTH or
-    holds a number outside 64-bit integers or finite floats."""
+def check_json(value, what: str = "data", max_depth: int = MAX_DEPTH) -> None:
+    """ValueError naming the limit when `value` (parsed JSON) nests deeper than `max_depth`
+    or holds a number outside 64-bit integers or finite floats."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -33,8 +35,8 @@ def check_json(value, what: str = "data") -> None:
         else:
             _check_scalar(node, what)
             continue
-        if depth > MAX_DEPTH:
-            raise ValueError(f"{what} nests deeper than {MAX_DEPTH} levels")
+        if depth > max_depth:
+            raise ValueError(f"{what} nests deeper than {max_depth} levels")
         for child in children:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))

@@ -37,6 +37,8 @@ def good(role: str, i: int) -> dict:
         return {"app": APP, "distinct_id": f"p-{i}", "person_id": "p-user", "version": i, "ts": ts, "event_id": f"e{i}"}
     if role == "profiles":
         return {"app": APP, "person_id": f"p-{i}", "properties": {"i": i}, "version": i, "ts": ts, "merged_into": None}
+    if role == "handoffs":
+        return {"job": "cart_timeout", "app": APP, "from": f"p-gone-{i}", "to": "p-user", "at": ts, "state": {}}
     if role == "segments":
         return {"app": APP, "segment": "s", "person_id": f"p-{i}", "change": "entered", "ts": ts, "version": i}
     raise AssertionError(f"no good record for {role}: add one for the new job's input")
@@ -45,21 +47,23 @@ def good(role: str, i: int) -> dict:
 def poison(role: str) -> list[bytes]:
     """Records no job can use: broken JSON, wrong shapes, wrong types, too deep, too large."""
     base = good(role, 0)
-    nested = {"raw": "data", "events": "data", "derived": "data", "profiles": "properties"}.get(role, "app")
+    nested = {"raw": "data", "events": "data", "derived": "data", "profiles": "properties", "handoffs": "state"}.get(role, "app")
+    time = "at" if role == "handoffs" else "ts"
     common = [b"{not json", b"[1, 2, 3]", b'"just a string"', b"{}", b"\xff\xfe\xfd", b"null",
-              deep(base, nested), json.dumps({**base, "ts": "yesterday"}).encode(),
-              json.dumps({**base, "ts": 10 ** 30}).encode()]
+              deep(base, nested), json.dumps({**base, time: "yesterday"}).encode(),
+              json.dumps({**base, time: 10 ** 30}).encode()]
     if role == "raw":
         return common + [json.dumps({**base, "data": {"s": "x" * 40_000}}).encode(),
                          json.dumps({**base, "app": "other-app"}).encode(),  # keyed demo-video, for another app
                          json.dumps({**base, "type": "teleport"}).encode(),
                          json.dumps({**base, "ts": base["received_at"] + 10 * 3_600_000}).encode()]
-    field = {"events": "data", "derived": "data", "profiles": "properties"}.get(role)
+    field = {"events": "data", "derived": "data", "profiles": "properties", "handoffs": "state"}.get(role)
     extra = [json.dumps({**base, field: [1]}).encode()] if field else []
     return common + extra + [json.dumps({**base, "app": 42}).encode()]
 
 
 def key(role: str) -> bytes:
+    """raw is keyed by app, every other topic by app:person."""
     return APP.encode() if role == "raw" else f"{APP}:p-user".encode()
 
 

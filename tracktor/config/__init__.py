@@ -20,7 +20,7 @@ from tracktor.config.types import parse_duration
 
 __all__ = ["ADVANCED_EVENTS", "CRITERIA_OPS", "EMBEDDED", "MAX_FUNNEL_STEPS", "METRIC_TYPES", "App", "Config",
            "ConfigError", "Criterion", "DEFAULT_PATH", "Funnel", "Metric", "Step", "TOPIC_ROLES", "funnel_from",
-           "load", "metric_from", "parse", "parse_duration"]
+           "Topics", "load", "metric_from", "parse", "parse_duration"]
 
 DEFAULT_PATH = ROOT / "tracktor.yaml"
 TOPIC_ROLES = tuple(Topics.model_fields)

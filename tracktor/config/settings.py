@@ -24,6 +24,7 @@ class Topics(Model):
     derived: Text = "tracktor.derived"          # events the pipeline makes (cart_timeout)
     segments: Text = "tracktor.segments"        # segment entered / exited (segment_eval)
     dead_letter: Text = "tracktor.deadletter"   # records a job could not use, with the reason
+    handoffs: Text = "tracktor.handoffs"        # a merged-away person's state, to its survivor (per-person jobs)
 
     @model_validator(mode="after")
     def _distinct(self):
@@ -96,6 +97,9 @@ class FlinkSettings(Model):
     allowed_disorder: Duration = 2.0
     heartbeat_interval_ms: PositiveInt = 1000
     idle_partition_timeout: Duration = 10.0
+    # The per-person jobs (segment_eval, cart_timeout) key by person bucket: this many buckets
+    # (at most this many subtasks share their work; a bucket holds many persons).
+    person_buckets: PositiveInt = 128
 
     _checkpoints_relative = field_validator("checkpoint_dir")(classmethod(
         lambda cls, v, info: _relative_to_file(v, info)))

@@ -1,5 +1,6 @@
-"""The quick-start demo: sample data through the HTTP collector into Kafka, every Flink job,
-answers from ClickHouse.
+"""The quick-start demo: a week of sample history loaded into Kafka with the calls' own times
+(as a backfill), the last hours' calls through the HTTP collector, every Flink job, answers
+from ClickHouse.
 
 It works in .data/demo (wiped each run): its own broker when the config says 'embedded'
 (stopped at the end), its own chDB warehouse and checkpoints, so it never touches the data
@@ -23,6 +24,9 @@ from tracktor.dev import loader, stack
 from tracktor.dev.sample_data import Generator
 from tracktor.progress import step
 from tracktor.topics import ensure_topics
+
+
+RECENT_MS = 2 * 3600 * 1000  # the calls of the last two hours go through the collector, as live traffic
 
 
 def demo_config(cfg: Config) -> Config:
@@ -54,7 +58,7 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
 
     cfg = demo_config(cfg)
     today = datetime.now(timezone.utc).date()
-    start = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - timedelta(days=6)
+    start = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - timedelta(days=7)
     timings = {}
 
     t = time.monotonic()
@@ -63,13 +67,22 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
         ensure_topics(bootstrap, cfg.kafka)
         timings["kafka start"] = time.monotonic() - t
 
-        step(f"sending sample data through the HTTP collector: {people:,} visitors per app, seed {seed}, last 7 days")
         t = time.monotonic()
-        gen = Generator(seed=seed, people=people, apps={"demo-video": "video", "demo-shop": "shop"},
-                        start_ms=int(start.timestamp() * 1000), days=6)
+        now = int(time.time() * 1000)
+        calls = sorted((e for e in Generator(seed=seed, people=people, apps={"demo-video": "video", "demo-shop": "shop"},
+                                             start_ms=int(start.timestamp() * 1000), days=6) if e["ts"] <= now),
+                       key=lambda e: e["received_at"])
+        recent = now - RECENT_MS
+        step(f"loading the sample history: {people:,} visitors per app, seed {seed}, the last 7 days (as a backfill "
+             "would, each call at its own time)")
+        sent = loader.send(bootstrap, cfg.topics["raw"], [e for e in calls if e["ts"] < recent], label="calls loaded")
+        loader.send_heartbeat(bootstrap, cfg.topics["raw"], recent)
         collector = Collector(cfg, bootstrap, port=0).start()
         try:
-            sent = loader.post_batches(collector.address, gen, label=f"tracking calls posted to {collector.address}/batch")
+            step("sending the last two hours' calls through the HTTP collector")
+            sent += loader.post_batches(collector.address, [e for e in calls if e["ts"] >= recent],
+                                        label=f"tracking calls posted to {collector.address}/batch")
+            time.sleep(2 * cfg.collector.heartbeat_interval_ms / 1000)  # its clock reaches the raw topic
         finally:
             collector.stop()
         timings["send"] = time.monotonic() - t

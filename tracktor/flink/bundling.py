@@ -14,26 +14,41 @@ from tracktor.flink.environment import jvm
 from tracktor.flink.kafka import OUTPUT_FIELDS, _java_strings, output_type
 
 
-def bundle_type():
-    """A bundle's element, as the keyed function sees it: Row(values: [str], stamps: [int])."""
+def bundle_type(tagged: bool = False):
+    """A bundle's element, as the keyed function sees it: Row(values: [str], stamps: [int]),
+    and with `tagged` also roles: [str] (the input each record came from)."""
     from pyflink.common import Types
-    return Types.ROW_NAMED(["values", "stamps"], [Types.BASIC_ARRAY(Types.STRING()), Types.BASIC_ARRAY(Types.LONG())])
+    names, types = ["values", "stamps"], [Types.BASIC_ARRAY(Types.STRING()), Types.BASIC_ARRAY(Types.LONG())]
+    if tagged:
+        names.append("roles")
+        types.append(Types.BASIC_ARRAY(Types.STRING()))
+    return Types.ROW_NAMED(names, types)
 
 
-def bundled(rows, max_records: int, max_delay_ms: int, buckets: int = 0):
+def bundled(*streams, max_records: int, max_delay_ms: int, buckets: int = 0, roles: list[str] | None = None):
     """Source rows Row(k, v, ts) in bundles, as a KeyedStream whose current key is the record
     key k — or with `buckets`, k's bucket (a per-person job handles many persons per call and
-    keeps each one's state under its own key inside the bucket's state)."""
+    keeps each one's state under its own key inside the bucket's state). A key `#bucket:N`
+    addresses bucket N itself. Several streams are bundled each at its own parallelism (so
+    each subtask bundles what one source subtask read, in order) and keyed together; with
+    `roles` (one per stream) each record keeps the role of the input it came from."""
     from pyflink.common import Types
     from pyflink.datastream.data_stream import DataStream, KeyedStream
 
-    j = rows._j_data_stream
-    bundle = Types.ROW([Types.STRING(), bundle_type()]).get_java_type_info()
-    # At its input's parallelism, so each subtask bundles what one source subtask read, in order.
-    bundles = j.transform("bundle", bundle, jvm().io.tracktor.flink.RecordBundler(
-        max_records, max_delay_ms, buckets, _java_strings(["string", "long"]))).setParallelism(j.getParallelism())
-    keyed = bundles.keyBy(jvm().KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(keyed, bundle_type(), DataStream(bundles))
+    element = bundle_type(tagged=roles is not None)
+    bundle = Types.ROW([Types.STRING(), element]).get_java_type_info()
+    kinds = _java_strings(["string", "long"] + (["string"] if roles is not None else []))
+    parts = []
+    for i, stream in enumerate(streams):
+        j = stream._j_data_stream
+        if roles is not None:
+            tagged = Types.ROW([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING()]).get_java_type_info()
+            j = j.map(jvm().io.tracktor.flink.Tag(roles[i]), tagged).setParallelism(j.getParallelism())
+        parts.append(DataStream(j.transform("bundle", bundle, jvm().io.tracktor.flink.RecordBundler(
+            max_records, max_delay_ms, buckets, kinds)).setParallelism(j.getParallelism())))
+    bundles = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    keyed = bundles._j_data_stream.keyBy(jvm().KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(keyed, element, bundles)
 
 
 def bundle_output_type():

@@ -53,6 +53,10 @@ def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False):
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "python.execution-mode": flink.execution_mode,
+        # Each element a Python function gets is a bundle of records already (bundling.py):
+        # PyFlink's own bundles of elements would hold watermarks back until they finish
+        # (up to python.fn-execution.bundle.time, 1 s), so each element is one of them.
+        "python.fn-execution.bundle.size": "1",
         "parallelism.default": str(flink.parallelism),
         "state.backend.type": flink.state_backend,
         "execution.checkpointing.interval": f"{flink.checkpoint_interval_ms}ms",
@@ -72,6 +76,7 @@ def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False):
     jars = [jar.as_uri() for jar in job_jars()]
     if jars:
         settings["pipeline.jars"] = ";".join(jars)
+
     if resume:
         checkpoint = latest_checkpoint(flink.checkpoint_dir / job_name)
         if checkpoint is not None:

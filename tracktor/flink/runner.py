@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,6 +53,11 @@ class Job:
     def uid(self, operator: str) -> str:
         return f"{self.slug}-{operator}"
 
+    @property
+    def feedback(self) -> bool:
+        """It reads a topic it writes (the per-person jobs' merge handoffs)."""
+        return bool(set(self.inputs) & set(self.outputs))
+
     def flink_settings(self, cfg: Config):
         if self.execution_mode and self.execution_mode != cfg.flink.execution_mode:
             return cfg.flink.model_copy(update={"execution_mode": self.execution_mode})
@@ -58,24 +66,54 @@ class Job:
 
 def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool) -> None:
     """Run `job` on Kafka: until stopped (resuming from its newest checkpoint), or with
-    `bounded` over its input topics as they are now, from their beginning to their end."""
+    `bounded` over its input topics as they are now, from their beginning to their end.
+
+    A job that reads what it writes (merge handoffs) cannot stop at its inputs' end as they
+    were at its start: what it hands over during the run must still be read. Bounded, it
+    replays with consumer groups of its own and is stopped once they have committed every
+    record of its inputs, handoffs included (`drain`)."""
     from tracktor.topics import partition_counts
 
     flink = job.flink_settings(cfg)
-    env, t_env = stream_env(flink, job.name, resume=not bounded)
     topics = cfg.topics
+    replay = f"-replay-{uuid.uuid4().hex[:8]}" if bounded and job.feedback else ""
+    if replay:  # its end shows in committed offsets: checkpoint often
+        flink = flink.model_copy(update={"checkpoint_interval_ms": min(flink.checkpoint_interval_ms, 1000)})
+    env, t_env = stream_env(flink, job.name + replay, resume=not bounded)
+    groups = {role: job.group_id(role) + replay for role in job.inputs}
     inputs = {}
     for role in job.inputs:
-        stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], job.group_id(role), bounded,
-                              flink, clock=role in job.clock_inputs)
+        stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
+                              bounded and not replay, flink, clock=role in job.clock_inputs)
         inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
     out = job.build(inputs, cfg)
     clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None
     result = kafka.sink(t_env, out, f"{job.name}_out", bootstrap_servers, [topics[r] for r in job.outputs],
-                        job.transactional_id_prefix, flink, clock)
-    result.wait()
+                        job.transactional_id_prefix + replay, flink, clock)
+    if replay:
+        drain(result, bootstrap_servers, {topics[role]: groups[role] for role in job.inputs}, flink)
+        shutil.rmtree(flink.checkpoint_dir / (job.name + replay), ignore_errors=True)
+    else:
+        result.wait()
     if bounded and job.after_bounded_run:
         job.after_bounded_run(cfg)
+
+
+def drain(result, bootstrap_servers: str, groups: dict[str, str], flink) -> None:
+    """Stop a running job once its consumer groups have committed every record of their
+    topics on two checks a checkpoint apart (what it read then is all in its committed output)."""
+    from tracktor.topics import caught_up
+
+    client = result.get_job_client()
+    settled = 0
+    while settled < 2:
+        time.sleep(max(1.0, flink.checkpoint_interval_ms / 1000))
+        status = str(client.get_job_status().result())
+        if "FAILED" in status or "CANCELED" in status:
+            result.wait()  # raises the job's error
+            raise RuntimeError(f"the replay ended {status}")
+        settled = settled + 1 if caught_up(bootstrap_servers, groups) else 0
+    client.cancel().result()
 
 
 def collect(job: Job, cfg: Config, records: dict[str, list[tuple]]) -> list[tuple]:

@@ -75,6 +75,14 @@ public class HeartbeatEmitter extends AbstractStreamOperator<Row>
         }
     }
 
+    @Override
+    public void finish() throws Exception {
+        if (pending > sent) {
+            write(getProcessingTimeService().getCurrentProcessingTime()); // the last clock of a bounded run
+        }
+        super.finish();
+    }
+
     private void write(long now) {
         String value = "{\"heartbeat\":" + pending + "}";
         for (int t = 0; t < topics.length; t++) {

@@ -18,7 +18,7 @@ import org.apache.flink.types.Row;
  *
  * <p>The bundle key is the record key, or with {@code buckets > 0} the record key's bucket
  * ({@code floorMod(k.hashCode(), buckets)} as text): a job whose state is per person bundles
- * many persons per call that way. A bundle is sent when it holds {@code maxRecords} records,
+ * many persons per call that way; a key "#bucket:N" goes to bucket N. A bundle is sent when it holds {@code maxRecords} records,
  * and every bundle is sent {@code maxDelayMs} after the first record that is waiting, before a
  * checkpoint barrier, and at the end of the input. Records keep their order within a key.
  * A watermark is held back until the bundles that came before it have been sent, then sent
@@ -28,6 +28,7 @@ import org.apache.flink.types.Row;
 public class RecordBundler extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
     private static final long serialVersionUID = 1L;
+    public static final String BUCKET_PREFIX = "#bucket:";
 
     private final int maxRecords;
     private final long maxDelayMs;
@@ -56,6 +57,9 @@ public class RecordBundler extends AbstractStreamOperator<Row>
     private String bundleKey(String key) {
         if (buckets == 0) {
             return key;
+        }
+        if (key != null && key.startsWith(BUCKET_PREFIX)) {
+            return key.substring(BUCKET_PREFIX.length()); // addressed to a bucket (a definition change fanned out)
         }
         return Integer.toString(Math.floorMod(key == null ? 0 : key.hashCode(), buckets));
     }
@@ -93,6 +97,9 @@ public class RecordBundler extends AbstractStreamOperator<Row>
 
     @Override
     public void processWatermark(Watermark mark) throws Exception {
+        if (mark.getTimestamp() == Long.MAX_VALUE) {
+            flush(); // the end of a bounded input: the last real watermark goes out before it
+        }
         if (bundles.isEmpty()) {
             super.processWatermark(mark);
         } else {

@@ -1,0 +1,59 @@
+"""A per-person job without Flink, for the udfs tests: what tracktor/flink/persons.py does
+with a udfs.persons.Router — records in, timers fired in time order as the clock (the
+watermark) passes them, handoffs delivered when the test says (they travel through Kafka)."""
+from __future__ import annotations
+
+import copy
+
+from udfs.persons import Router
+
+SECOND = 1000
+
+
+def coalesced(t: int) -> int:
+    """The bucket timer a person's wake time lands on (tracktor/flink/persons.py: whole seconds)."""
+    return -(-t // SECOND) * SECOND
+
+
+class Sim:
+    def __init__(self, logic, job: str = "job"):
+        self.router = Router(logic, job, {})
+        self.entries: dict[str, dict] = {}
+        self.watermark = -2 ** 63
+        self.outputs: list[tuple[str, str, dict, int]] = []
+        self.in_flight: list[dict] = []  # handoffs written, not read back yet
+
+    def out(self, role, key, record, ts):
+        self.outputs.append((role, key, copy.deepcopy(record), ts))
+        if role == "handoffs":
+            self.in_flight.append(copy.deepcopy(record))
+
+    def record(self, key: str, record: dict, ts: int) -> None:
+        entry = self.router.on_record(key, self.entries.get(key), copy.deepcopy(record), ts, self.out)
+        self._store(key, entry)
+
+    def clock(self, watermark: int) -> None:
+        """The watermark moves to `watermark`: every timer at or before it fires, in order."""
+        self.watermark = max(self.watermark, watermark)
+        while True:
+            due = [(coalesced(w), key) for key, e in self.entries.items()
+                   if (w := self.router.wake(e)) is not None and coalesced(w) <= self.watermark]
+            if not due:
+                return
+            t, key = min(due)
+            self._store(key, self.router.on_timer(key, self.entries[key], t, self.out))
+
+    def deliver(self) -> None:
+        """Every handoff written so far is read back (the job reads its own topic)."""
+        while self.in_flight:
+            rec = self.in_flight.pop(0)
+            self.record(f"{rec['app']}:{rec['to']}", rec, rec["at"])
+
+    def derived(self) -> list[tuple]:
+        return [(r["event"], r["person_id"], r["ts"], r["event_id"]) for role, _, r, _ in self.outputs if role == "derived"]
+
+    def _store(self, key, entry):
+        if entry is None:
+            self.entries.pop(key, None)
+        else:
+            self.entries[key] = entry

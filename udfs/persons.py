@@ -1,0 +1,246 @@
+"""The per-person jobs' common ground (segment_eval, cart_timeout): state per person
+(`app:person`), and the hand-over of a merged-away person's state to its survivor.
+
+Why a hand-over: these jobs key their state by person so their work spreads over subtasks
+within one app, and a merge joins two keys that may live on different subtasks.
+identity_merge tells both persons of a merge on tracktor.events, in order with their own
+events ($merge notices at the merge's log time M). Then:
+
+- the merged-away person A, once its clock passes M (its own timers before M have fired on
+  its own history), hands its state to B through the handoffs topic and becomes a redirect;
+- the survivor B, from its notice on, holds what comes for it; once its clock passes M and
+  every awaited handoff is in, it takes them in (the job's `combine`), then goes on with what
+  it held, in order, and with the timers that came due meanwhile.
+
+So everything before M is decided on each person's own history and everything after on the
+joint one, whatever the order in which the notice, the handoff and other records arrive:
+the same records come out at any parallelism and on a replay. Records that still reach a
+redirect are forwarded to where it points.
+
+A job's `Logic` (udfs/segments.py, udfs/carts.py) decides what a person's records mean;
+this module only routes. Everything here is plain data (JSON-able dicts), no Flink.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from udfs.envelope import BadRecord
+from udfs.limits import MAX_HELD_RECORDS, MAX_STATE_DEPTH, check_json
+
+MERGE_KIND = "merge"
+DELETE_KIND = "delete"
+
+
+class Logic(Protocol):
+    """What a per-person job decides. `out(role, key, record, ts)` collects an output record."""
+
+    def new(self, app: str, person: str) -> dict: ...
+    def apply(self, s: dict, event: dict, ts: int, out) -> None: ...
+    def fire(self, s: dict, now: int, out) -> None: ...
+    def due(self, s: dict) -> int | None: ...
+    def combine(self, s: dict, other: dict, at: int, out) -> None: ...
+    def leave(self, s: dict, at: int, out) -> None: ...
+    def empty(self, s: dict) -> bool: ...
+
+
+def person_key(app: str, person: str) -> str:
+    return f"{app}:{person}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    app, _, person = key.partition(":")
+    return app, person
+
+
+def handoff(job: str, app: str, source: str, target: str, at: int, state: dict | None = None,
+            record: dict | None = None, record_ts: int | None = None) -> dict:
+    """A tracktor.handoffs record: `source`'s state for `target` (or one record forwarded)."""
+    rec = {"job": job, "app": app, "from": source, "to": target, "at": at}
+    if state is not None:
+        rec["state"] = state
+    if record is not None:
+        rec["record"], rec["record_ts"] = record, record_ts
+    return rec
+
+
+EVENT_KINDS = {"track", "cart", "set", "merge", "delete", "derived"}
+
+
+def check_event(record: dict) -> dict:
+    """An event of tracktor.events / tracktor.derived as the per-person jobs need it, or
+    BadRecord saying what is wrong (the topic schemas, checked by hand for speed)."""
+    for key in ("event_id", "app", "event", "person_id"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise BadRecord(f"{key!r} must be a non-empty string")
+    if record.get("kind") not in EVENT_KINDS:
+        raise BadRecord(f"kind must be one of {', '.join(sorted(EVENT_KINDS))}, got {record.get('kind')!r}"[:200])
+    ts = record.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 10 ** 14:
+        raise BadRecord("ts must be a whole number of ms since the epoch")
+    if not isinstance(record.get("data"), dict):
+        raise BadRecord("data must be a JSON object")
+    try:
+        check_json(record["data"])
+    except ValueError as e:
+        raise BadRecord(str(e)) from None
+    return record
+
+
+def check_handoff(record: dict) -> dict:
+    """A tracktor.handoffs record, or BadRecord saying what is wrong."""
+    for key in ("job", "app", "from", "to"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise BadRecord(f"a handoff's {key!r} must be a non-empty string")
+    if isinstance(record.get("at"), bool) or not isinstance(record.get("at"), int) or record["at"] < 0:
+        raise BadRecord("a handoff's 'at' must be a whole number of ms")
+    if not isinstance(record.get("state", {}), dict) or not isinstance(record.get("record", {}), dict):
+        raise BadRecord("a handoff's state and record must be JSON objects")
+    try:
+        check_json(record, "the handoff", MAX_STATE_DEPTH)
+    except ValueError as e:
+        raise BadRecord(str(e)) from None
+    return record
+
+
+class Router:
+    """Routes one person's inputs (events, merge notices, handoffs) and timers to a Logic.
+
+    A person's entry: {"s": the logic's state, optional "merge": {"to", "at"} (merged away,
+    hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {source: state},
+    "held": [[record, ts], ...], "to": survivor (a redirect)}."""
+
+    def __init__(self, logic: Logic, job: str, roles: dict):
+        self.logic, self.job, self.roles = logic, job, roles  # roles: output role -> topic name
+
+    # -- entry points ------------------------------------------------------------------
+    def on_record(self, key: str, entry: dict | None, record: dict, ts: int, out) -> dict | None:
+        """An event (tracktor.events, tracktor.derived) or a handoff for the person `key`."""
+        app, person = split_key(key)
+        entry = entry or {"s": self.logic.new(app, person)}
+        if "job" in record and "from" in record:  # a handoff
+            return self._handoff(key, entry, check_handoff(record), out)
+        check_event(record)
+        if "to" in entry:  # merged away and handed over: what still comes goes to the survivor
+            out("handoffs", person_key(app, entry["to"]),
+                handoff(self.job, app, person, entry["to"], ts, record=record, record_ts=ts), ts)
+            return entry
+        if record.get("kind") == MERGE_KIND:
+            return self._notice(entry, record, ts, out)
+        if self._merging(entry):
+            if len(entry.setdefault("held", [])) >= MAX_HELD_RECORDS:
+                raise ValueError(f"more than {MAX_HELD_RECORDS} records held for {key} while its merge is handed over")
+            entry["held"].append([record, ts])
+            return entry
+        if record.get("kind") == DELETE_KIND:
+            self.logic.leave(entry["s"], ts, out)
+            return None
+        self.logic.apply(entry["s"], record, ts, out)
+        return self._tidy(entry)
+
+    def on_timer(self, key: str, entry: dict, now: int, out) -> dict | None:
+        """The person's clock passed `now` (only called when `wake(entry) <= now`)."""
+        app, person = split_key(key)
+        merge = entry.get("merge")
+        if merge and merge["at"] <= now:
+            self._fire(entry, merge["at"], out)  # its own timers up to the merge, then hand over
+            self.logic.leave(entry["s"], merge["at"], out)
+            out("handoffs", person_key(app, merge["to"]),
+                handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
+            return {"to": merge["to"]}
+        if entry.get("awaiting") and not entry.get("ready"):
+            first = min(entry["awaiting"].values())
+            if first <= now:
+                self._fire(entry, first, out)
+                entry["ready"] = True
+                return self._complete(entry, now, out)
+            return entry
+        self._fire(entry, now, out)
+        return self._tidy(entry)
+
+    def wake(self, entry: dict) -> int | None:
+        """When the person needs its clock: its merge, or the logic's next timer."""
+        if "to" in entry:
+            return None
+        if entry.get("merge"):
+            return entry["merge"]["at"]
+        if entry.get("awaiting") and not entry.get("ready"):
+            return min(entry["awaiting"].values())
+        if self._merging(entry):
+            return None  # waits for a handoff, not for time
+        return self.logic.due(entry["s"])
+
+    # -- merges --------------------------------------------------------------------------
+    @staticmethod
+    def _merging(entry: dict) -> bool:
+        return bool(entry.get("merge") or entry.get("awaiting"))
+
+    def _notice(self, entry: dict, record: dict, ts: int, out) -> dict:
+        data = record.get("data") or {}
+        if data.get("merged_into"):
+            entry["merge"] = {"to": data["merged_into"], "at": ts}
+        for source in data.get("merged") or []:
+            entry.setdefault("awaiting", {})[source] = ts
+            entry["ready"] = False
+        return entry
+
+    def _handoff(self, key: str, entry: dict, record: dict, out) -> dict:
+        app, person = split_key(key)
+        if "to" in entry:  # a redirect: pass it on
+            out("handoffs", person_key(app, entry["to"]), {**record, "to": entry["to"]}, record["at"])
+            return entry
+        if "record" in record:  # a record that reached the merged-away person late
+            return self.on_record(key, entry, record["record"], record["record_ts"], out)
+        entry.setdefault("early", {})[record["from"]] = record.get("state") or {}
+        return self._complete(entry, None, out) if entry.get("ready") else entry
+
+    def _complete(self, entry: dict, now: int | None, out) -> dict | None:
+        """Once the clock passed the merge and every awaited handoff is in: take them in (a
+        handed-over person may bring merges of its own still to come: those are awaited
+        in turn), then go on with the held records and the timers that came due."""
+        if not entry.get("ready"):
+            return entry
+        while entry.get("awaiting"):
+            awaiting, early = entry["awaiting"], entry.setdefault("early", {})
+            if any(source not in early for source in awaiting):
+                return entry
+            entry["awaiting"] = {}
+            for source, at in sorted(awaiting.items()):
+                self._adopt(entry, early.pop(source), at, out)
+        for done in ("awaiting", "ready"):
+            entry.pop(done, None)
+        if not entry.get("early"):
+            entry.pop("early", None)
+        for record, ts in entry.pop("held", []):
+            if self._merging(entry):  # a later merge among the held records: hold the rest again
+                entry.setdefault("held", []).append([record, ts])
+            elif record.get("kind") == MERGE_KIND:
+                entry = self._notice(entry, record, ts, out)
+            else:
+                self.logic.apply(entry["s"], record, ts, out)
+        if now is not None and not self._merging(entry):
+            self._fire(entry, now, out)
+        return self._tidy(entry)
+
+    def _adopt(self, entry: dict, handed: dict, at: int, out) -> None:
+        """A handed-over person (itself perhaps the survivor of earlier merges) joins this one."""
+        self.logic.combine(entry["s"], handed.get("s") or {}, at, out)
+        for record, ts in handed.get("held") or []:
+            entry.setdefault("held", []).append([record, ts])
+        for source, when in (handed.get("awaiting") or {}).items():  # its own merges still to come
+            entry["awaiting"][source] = when  # (the clock passed them already, with its own)
+        for source, state in (handed.get("early") or {}).items():
+            entry.setdefault("early", {})[source] = state
+
+    def _export(self, entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if k in ("s", "held", "awaiting", "early")}
+
+    def _fire(self, entry: dict, now: int, out) -> None:
+        due = self.logic.due(entry["s"])
+        if due is not None and due <= now:
+            self.logic.fire(entry["s"], now, out)
+
+    def _tidy(self, entry: dict) -> dict | None:
+        """None (drop the entry) once nothing is left to remember."""
+        if len(entry) == 1 and self.logic.empty(entry["s"]):
+            return None
+        return entry

@@ -21,7 +21,7 @@ from tracktor.flink.environment import jvm
 from tracktor.flink.runner import Job, main
 from udfs.envelope import dead_letter, failure_reason
 from udfs.outputs import Outputs
-from udfs.rollup import ROLES, to_rows
+from udfs.rollup import ROLES, Deletions, to_rows
 
 NAME = "metric_rollup"
 MAX_BUNDLE_ROWS = 20_000  # records per insert: large inserts are what ClickHouse writes fastest
@@ -35,24 +35,37 @@ class WarehouseWriter(KeyedProcessFunction):
         self.clickhouse = clickhouse
         self.topics = topics
         self.client = None
+        self.deletions = Deletions()
 
     def open(self, ctx):
         self.client = warehouse.connect(self.clickhouse.dsn)
         warehouse.migrate(self.client, self.clickhouse.database)
+        self.deletions = Deletions(warehouse.deleted_ids(self.client, self.clickhouse.database))
 
     def process_element(self, bundle, ctx):
         role = ctx.get_current_key()
-        tables: dict[str, list] = {}
+        rows: list[tuple[str, list, int]] = []
+        deleted: dict[str, set] = {}  # app -> ids deleted in this bundle
         dead = Outputs()
         for text, ts in zip(bundle.values, bundle.stamps):
             try:
                 for table, row in to_rows(role, text):
-                    tables.setdefault(table, []).append(row)
+                    rows.append((table, row, ts))
+                    if table == "deleted_ids":
+                        self.deletions.add(row)
+                        deleted.setdefault(row[0], set()).update(orjson.loads(text)["data"]["ids"])
             except Exception as e:  # noqa: BLE001 - one record must never stop the job
                 record = dead_letter(NAME, self.topics[role], failure_reason(e), text, ts)
                 dead.add(self.topics["dead_letter"], NAME, orjson.dumps(record).decode(), ts)
-        for table, rows in tables.items():  # a failure here fails the job: no row is dropped
-            warehouse.insert_rows(self.client, self.clickhouse.database, table, rows)
+        db = self.clickhouse.database
+        for app, ids in sorted(deleted.items()):  # a deleted person's rows written before now
+            warehouse.forget(self.client, db, app, sorted(ids))
+        tables: dict[str, list] = {}
+        for table, row, ts in rows:
+            if self.deletions.keeps(table, row, ts):
+                tables.setdefault(table, []).append(row)
+        for table, table_rows in tables.items():  # a failure here fails the job: no row is dropped
+            warehouse.insert_rows(self.client, db, table, table_rows)
         if dead:
             yield bundle_row(dead)
 

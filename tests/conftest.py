@@ -87,8 +87,8 @@ HEARTBEAT = b"#hb:"  # clock records (tracktor/flink/kafka.py); read_topic leave
 
 
 def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> list[tuple[str, dict]]:
-    """Every record of a topic committed when the call starts, as (key, value), heartbeats
-    left out: read up to
+    """Every record of a topic committed when the call starts, as (key, value; None for a
+    tombstone), heartbeats left out: read up to
     the end offsets (the last stable ones, read_committed), not until the topic has been
     quiet for a while, which a loaded machine could mistake for the end."""
     import json
@@ -114,7 +114,8 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> 
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_ms} ms"
             for tp, batch in consumer.poll(timeout_ms=500).items():
                 records[tp] += [m for m in batch if m.offset < end[tp]]
-        return [(m.key.decode() if m.key else None, json.loads(m.value)) for tp in tps for m in records[tp]
+        return [(m.key.decode() if m.key else None, None if m.value is None else json.loads(m.value))
+                for tp in tps for m in records[tp]
                 if not (m.key or b"").startswith(HEARTBEAT)]
     finally:
         consumer.close()

@@ -136,3 +136,31 @@ def test_oversized_and_malformed_bodies(api):
     assert call(api, "/api/v1/apps/demo-video/metrics", body=b"x" * (65 * 1024))[0] == 413
     status, err = call(api, "/api/v1/apps/demo-video/metrics", body=b"{not json")
     assert status == 400 and "not JSON" in err["error"]
+
+
+def send(api, method, path, app="demo-video", body=None, token=None):
+    req = urllib.request.Request(api.address + path, method=method, headers={"Authorization": f"Bearer {token}"},
+                                 data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_changes_need_the_apps_admin_token_not_its_read_token(api):
+    read, admin = api.tokens["demo-video"], api.cfg.apps["demo-video"].admin_token
+    for method, path, body in (("POST", "/api/v1/apps/demo-video/segments", {"definitions": {"x": None}}),
+                               ("DELETE", "/api/v1/apps/demo-video/people/u1", None)):
+        status, err = send(api, method, path, body=body, token=read)
+        assert status == 403 and "admin token" in err["error"], (method, err)
+        status, err = send(api, method, path, body=body, token=api.cfg.apps["demo-shop"].admin_token)
+        assert status == 403, (method, err)  # another app's admin token
+    # checked before anything is written: a wrong definition is a 400 naming the segment and the condition
+    status, err = send(api, "POST", "/api/v1/apps/demo-video/segments", token=admin,
+                       body={"definitions": {"oops": {"where": {"event": "x", "within": "soon"}}}})
+    assert status == 400 and "oops" in err["error"] and "within" in err["error"]
+    status, err = send(api, "DELETE", "/api/v1/apps/demo-video/people/" + "x" * 300, token=admin)
+    assert status == 400 and "256" in err["error"]
+    status, err = send(api, "GET", "/api/v1/apps/demo-video/people/u1", token=read)
+    assert status == 405

@@ -456,3 +456,18 @@ def test_bundles_of_any_size_with_buffered_state_give_the_same_outputs_and_state
         i += n
     assert out == plain_out
     assert (ids, groups, version.value()) == (plain.ids, plain.groups, plain.version.value())
+
+
+def test_a_deleted_person_leaves_no_state_tombstones_every_key_and_each_id_is_told():
+    t = BEGINNING
+    m, _ = run([E.set_properties(APP, "a-1", {"name": "Ann"}, t), E.identify(APP, "ann", "a-1", t + 1),
+                E.alias(APP, "ann-old", "ann", t + 2), E.track(APP, "bob", "x", t + 3)])
+    m, out = run([E.delete(APP, "a-1", t + 4, event_id="del")], m)
+    ids = ["a-1", "ann", "ann-old"]
+    assert dict(m.ids) == {} and dict(m.groups) == {}  # bob never had a group of his own
+    tombstones = sorted((role, key) for role, key, record in out if record is None)
+    assert tombstones == sorted((role, f"{APP}:{i}") for role in ("identities", "profiles") for i in ids)
+    notices = [(key, r["event"], r["data"]) for role, key, r in out if role == "events"]
+    assert notices == [(f"{APP}:{i}", "$delete", {"person_id": "ann", "ids": ids}) for i in ids]
+    _, after = run([E.track(APP, "ann", "back", t + 5)], m)  # the id again: a new person
+    assert after[0][2]["person_id"] == "ann" and m.canonical("a-1") == "a-1"

@@ -7,7 +7,9 @@
   generate                  write sample tracking calls as JSON lines
   load                      send sample tracking calls to tracktor.raw
   job NAME [--bounded]      run one Flink job (jobs/NAME.py)
-  report funnel|metric NAME funnel or metric answers read from ClickHouse
+  report funnel|metric|segment NAME   answers read from ClickHouse
+  segments apply FILE|delete NAME    change segments while segment_eval runs
+  people delete APP ID               delete a person, all their ids and data
   serve                     the analytics JSON API and charts over HTTP
   demo                      the whole pipeline over sample data, with results
 
@@ -128,6 +130,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_segments(args) -> int:
+    import yaml
+    from tracktor import control
+    cfg = _cfg(args)
+    app = args.app or next(iter(cfg.apps))
+    if args.action == "apply":
+        try:
+            segments = yaml.safe_load(open(args.target))
+        except (OSError, yaml.YAMLError) as e:
+            raise config_mod.ConfigError(f"{args.target}: {e}") from None
+    else:
+        segments = {args.target: None}
+    names = control.publish_segments(cfg, app, segments)
+    print(f"{'applied' if args.action == 'apply' else 'deleted'}: {', '.join(names)} ({app})")
+    return 0
+
+
+def cmd_people(args) -> int:
+    from tracktor import control
+    cfg = _cfg(args)
+    control.delete_person(cfg, args.app, args.id)
+    print(f"deleting the person {args.id!r} of {args.app} and all their ids: identity_merge, segment_eval, "
+          "cart_timeout and metric_rollup carry it out as they read it (docs/privacy.md)")
+    return 0
+
+
 def _at_least_one(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
@@ -208,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
 
     r = command("report", cmd_report, help="funnel or metric from ClickHouse")
-    r.add_argument("kind", choices=("funnel", "metric"))
+    r.add_argument("kind", choices=("funnel", "metric", "segment"))
     r.add_argument("name", help="a funnel or metric of the app in the config (or a label for --define)")
     r.add_argument("--app", help="app sid (default: the first in the config)")
     r.add_argument("--range", default="last-7-days", help="today, last-7-days, last-30-days, last-90-days")
@@ -222,6 +250,16 @@ def parser() -> argparse.ArgumentParser:
     out = r.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON instead of a table")
     out.add_argument("--html", metavar="FILE", help="write a chart as a self-contained HTML file")
+
+    sg = command("segments", cmd_segments, help="add, change or delete segments while segment_eval runs")
+    sg.add_argument("action", choices=("apply", "delete"))
+    sg.add_argument("target", help="apply: a YAML file of {name: definition}; delete: the segment's name")
+    sg.add_argument("--app", help="app sid (default: the first in the config)")
+
+    pe = command("people", cmd_people, help="delete a person, with all their ids and data")
+    pe.add_argument("action", choices=("delete",))
+    pe.add_argument("app", help="app sid")
+    pe.add_argument("id", help="any of the person's ids")
 
     sv = command("serve", cmd_serve, help="serve the analytics JSON API and charts (reads ClickHouse)")
     sv.add_argument("--port", type=int, default=None, help="port (default: api.port in the config)")
@@ -237,6 +275,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import faulthandler
+    faulthandler.enable()  # a crash of this process prints its Python traceback (not the JVM's: see use_this_interpreter)
     args = parser().parse_args(argv)
     try:
         return args.func(args)

@@ -131,8 +131,8 @@ class CartLogic:
         seen = [x for x in (s["seen"], other.get("seen")) if x is not None]
         s["seen"] = max(seen) if seen else None
 
-    def leave(self, s: dict, at: int, out) -> None:
-        pass  # the carts go with the person
+    def leave(self, s: dict, at: int, reason: str, out) -> None:
+        pass  # the carts go with the person, or with them when they are deleted
 
     def empty(self, s: dict) -> bool:
         return not s["carts"] and s["seen"] is None

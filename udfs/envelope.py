@@ -30,6 +30,7 @@ _REQUIRED = {
     "identify": ("id",),
     "alias": ("srcid", "destid"),
     "cart": ("id", "cart_action", "data"),
+    "delete": ("id",),  # `tracktor people delete`: never from the collector (no such call)
 }
 _ID_FIELDS = ("id", "previous_id", "srcid", "destid")
 

@@ -33,6 +33,8 @@ SET_EVENT = "$set"
 # A merge told to the per-person jobs on tracktor.events, in order with each person's events:
 # the merged-away person gets {"merged_into": survivor}, the survivor {"merged": [persons]}.
 MERGE_EVENT = "$merge"
+# A person deleted (`tracktor people delete`): told to each of their ids on tracktor.events.
+DELETE_EVENT = "$delete"
 
 
 def _replay(merges: list) -> tuple[dict[str, str], list]:
@@ -152,6 +154,8 @@ class IdentityMerger:
             if env["srcid"] == env["destid"]:
                 return []
             return self._merge(env["srcid"], env["destid"], env)
+        if kind == "delete":
+            return self._delete(env)
         raise ValueError(f"unknown envelope type {kind!r}")
 
     def _event(self, env: dict):
@@ -257,6 +261,23 @@ class IdentityMerger:
             out.append(self._profile(app, new, group, env["ts"], version))
         return out
 
+    def _delete(self, env: dict) -> list:
+        """Forget the person `env["id"]` belongs to and all their ids: their state goes, their
+        keys on tracktor.identities and tracktor.profiles (the merged-away persons' too) get
+        tombstones (value None), and
+        each id gets a `$delete` notice (data: the person and all their ids) on
+        tracktor.events, for the per-person jobs and the warehouse."""
+        app, person = env["app"], self.canonical(env["id"])
+        members = self._group(person)["members"]
+        for member in members:
+            self.ids.remove(member)
+        self.groups.remove(person)
+        data = {"person_id": person, "ids": members}
+        out = [(role, f"{app}:{member}", None) for role in ("identities", "profiles") for member in members]
+        out += [self._record(env, member, "delete", DELETE_EVENT, data, event_id=f"{env['event_id']}:{member}",
+                             distinct_id=member) for member in members]
+        return out
+
     # -- records -------------------------------------------------------------------
     @staticmethod
     def _profile(app: str, person: str, group: dict, ts: int, version: int):
@@ -305,7 +326,8 @@ class AppBundles:
                 env = parse_raw(text)
                 if env["app"] != app:
                     raise ValueError(f"record keyed {app!r} is for app {env['app']!r}: raw records are keyed by app")
-                records = [(topics[role], key, orjson.dumps(record).decode()) for role, key, record in merger.process(env)]
+                records = [(topics[role], key, None if record is None else orjson.dumps(record).decode())
+                           for role, key, record in merger.process(env)]
             except Exception as e:  # noqa: BLE001 - one record must never stop the job
                 records = [(topics["dead_letter"], JOB,
                             orjson.dumps(dead_letter(JOB, topics["raw"], failure_reason(e), text, ts)).decode())]

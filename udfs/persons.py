@@ -39,7 +39,7 @@ class Logic(Protocol):
     def fire(self, s: dict, now: int, out) -> None: ...
     def due(self, s: dict) -> int | None: ...
     def combine(self, s: dict, other: dict, at: int, out) -> None: ...
-    def leave(self, s: dict, at: int, out) -> None: ...
+    def leave(self, s: dict, at: int, reason: str, out) -> None: ...
     def empty(self, s: dict) -> bool: ...
 
 
@@ -121,6 +121,8 @@ class Router:
             return self._handoff(key, entry, check_handoff(record), out)
         check_event(record)
         if "to" in entry:  # merged away and handed over: what still comes goes to the survivor
+            if record.get("kind") == DELETE_KIND:
+                return None  # the person is deleted: its survivor gets a deletion of its own
             out("handoffs", person_key(app, entry["to"]),
                 handoff(self.job, app, person, entry["to"], ts, record=record, record_ts=ts), ts)
             return entry
@@ -131,10 +133,7 @@ class Router:
                 raise ValueError(f"more than {MAX_HELD_RECORDS} records held for {key} while its merge is handed over")
             entry["held"].append([record, ts])
             return entry
-        if record.get("kind") == DELETE_KIND:
-            self.logic.leave(entry["s"], ts, out)
-            return None
-        self.logic.apply(entry["s"], record, ts, out)
+        self._apply(key, entry, record, ts, out)
         return self._tidy(entry)
 
     def on_timer(self, key: str, entry: dict, now: int, out) -> dict | None:
@@ -143,7 +142,7 @@ class Router:
         merge = entry.get("merge")
         if merge and merge["at"] <= now:
             self._fire(entry, merge["at"], out)  # its own timers up to the merge, then hand over
-            self.logic.leave(entry["s"], merge["at"], out)
+            self.logic.leave(entry["s"], merge["at"], "merged", out)
             out("handoffs", person_key(app, merge["to"]),
                 handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
             return {"to": merge["to"]}
@@ -152,10 +151,18 @@ class Router:
             if first <= now:
                 self._fire(entry, first, out)
                 entry["ready"] = True
-                return self._complete(entry, now, out)
+                return self._complete(key, entry, now, out)
             return entry
         self._fire(entry, now, out)
         return self._tidy(entry)
+
+    def revisit(self, key: str, entry: dict, now: int, cause: dict, out) -> dict | None:
+        """The job's definitions changed: the person is evaluated again (once a merge in
+        progress is over, it is anyway)."""
+        if "s" in entry and not self._merging(entry):
+            self.logic.revisit(entry["s"], now, out, cause)
+            return self._tidy(entry)
+        return entry
 
     def wake(self, entry: dict) -> int | None:
         """When the person needs its clock: its merge, or the logic's next timer."""
@@ -191,9 +198,18 @@ class Router:
         if "record" in record:  # a record that reached the merged-away person late
             return self.on_record(key, entry, record["record"], record["record_ts"], out)
         entry.setdefault("early", {})[record["from"]] = record.get("state") or {}
-        return self._complete(entry, None, out) if entry.get("ready") else entry
+        return self._complete(key, entry, None, out) if entry.get("ready") else entry
 
-    def _complete(self, entry: dict, now: int | None, out) -> dict | None:
+    def _apply(self, key: str, entry: dict, record: dict, ts: int, out) -> None:
+        """An event for the logic; a deletion (`$delete`, identity_merge) lets the person
+        leave and forgets them: what comes after it is a new person's."""
+        if record.get("kind") == DELETE_KIND:
+            self.logic.leave(entry["s"], ts, "deleted", out)
+            entry["s"] = self.logic.new(*split_key(key))
+        else:
+            self.logic.apply(entry["s"], record, ts, out)
+
+    def _complete(self, key: str, entry: dict, now: int | None, out) -> dict | None:
         """Once the clock passed the merge and every awaited handoff is in: take them in (a
         handed-over person may bring merges of its own still to come: those are awaited
         in turn), then go on with the held records and the timers that came due."""
@@ -216,7 +232,7 @@ class Router:
             elif record.get("kind") == MERGE_KIND:
                 entry = self._notice(entry, record, ts, out)
             else:
-                self.logic.apply(entry["s"], record, ts, out)
+                self._apply(key, entry, record, ts, out)
         if now is not None and not self._merging(entry):
             self._fire(entry, now, out)
         return self._tidy(entry)

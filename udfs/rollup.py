@@ -7,6 +7,8 @@ into DateTime64 on insert.
 """
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 
 from udfs.envelope import BadRecord
@@ -20,6 +22,7 @@ TABLES = {
     "identities": ("app", "distinct_id", "person_id", "version", "ts", "event_id"),
     "persons": ("app", "person_id", "properties", "version", "ts", "merged_into"),
     "segment_changes": ("app", "segment", "person_id", "change", "version", "ts"),
+    "deleted_ids": ("app", "id_hash", "ts"),  # a deleted person's ids, by hash (Deletions)
 }
 TIMESTAMP_COLUMNS = {"ts", "received_at"}
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01: inside ClickHouse's DateTime64 range
@@ -33,7 +36,9 @@ ROLE_TABLE = {"events": "events", "derived": "events", "identities": "identities
 OPTIONAL_FIELDS = {"merged_into"}
 JSON_COLUMNS = {"data", "properties"}
 # Events that only carry a merge or deletion to the per-person jobs: nothing to count.
-NOTICE_KINDS = {"merge"}
+NOTICE_KINDS = {"merge", "delete"}
+DELETE_KIND = "delete"
+PERSON_COLUMNS = ("distinct_id", "person_id")  # what names a person in a row
 
 
 def json_text(value) -> str:
@@ -55,6 +60,8 @@ def to_rows(role: str, text: str) -> list[tuple[str, list]]:
         if not isinstance(data, dict):
             raise BadRecord("'data' is not a JSON object")
         rec["data"] = data
+        if rec.get("kind") == DELETE_KIND:
+            return _deletion(rec)
         if rec.get("kind") in NOTICE_KINDS:
             return []
         if rec.get("kind") == "set":
@@ -64,6 +71,50 @@ def to_rows(role: str, text: str) -> list[tuple[str, list]]:
     columns = TABLES[table]
     _need(rec, columns)
     return [(table, [json_text(rec[c]) if c in JSON_COLUMNS else rec.get(c) for c in columns])]
+
+
+def _deletion(rec: dict) -> list[tuple[str, list]]:
+    """A `$delete` notice: each of the person's ids goes on the deletion register, once (from
+    the notice to the person itself; each of their other ids gets one too)."""
+    _need(rec, ("app", "distinct_id", "person_id", "received_at"))
+    ids, person = rec["data"].get("ids"), rec["data"].get("person_id")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids) or person not in ids:
+        raise BadRecord("a $delete notice needs data.person_id and data.ids, the person's ids")
+    if rec["person_id"] != person:
+        return []
+    return [("deleted_ids", [rec["app"], id_hash(rec["app"], i), rec["received_at"]]) for i in ids]
+
+
+def id_hash(app: str, distinct_id: str) -> int:
+    """What the deletion register keeps of an id: 64 bits of a hash, not the id."""
+    return int.from_bytes(hashlib.blake2b(f"{app}\x1f{distinct_id}".encode(), digest_size=8).digest(), "big")
+
+
+class Deletions:
+    """The register of deleted ids ({(app, id_hash): log time of the deletion}, the
+    deleted_ids table): a row about a deleted id from before its deletion that reaches the
+    writer late (another topic, a replay) is not written. Rows from after it are a new
+    person's who took up the id again."""
+
+    def __init__(self, known: dict[tuple[str, int], int] | None = None):
+        self.known = dict(known or {})
+
+    def add(self, row: list) -> None:
+        app, hashed, at = row
+        self.known[(app, hashed)] = max(at, self.known.get((app, hashed), at))
+
+    def keeps(self, table: str, row: list, stamp: int) -> bool:
+        """Whether the row (a record of log time `stamp`) may be written."""
+        if not self.known or table == "deleted_ids":
+            return True
+        columns = TABLES[table]
+        app = row[columns.index("app")]
+        for column in PERSON_COLUMNS:
+            if column in columns:
+                at = self.known.get((app, id_hash(app, row[columns.index(column)])))
+                if at is not None and stamp <= at:
+                    return False
+        return True
 
 
 def _need(rec: dict, keys) -> None:

@@ -50,6 +50,9 @@ class JsonStore:
     def remove(self, key) -> None:
         self.state.remove(key)
 
+    def keys(self):
+        return self.state.keys()
+
 
 class SplitStore:
     """Two MapStates seen as one: a value that `goes_anonymous(key, value)` is kept in
@@ -134,6 +137,11 @@ class BufferedStore:
 
     def remove(self, key) -> None:
         self.put(key, None)
+
+    def keys(self) -> list:
+        """Every key, as the state will have them after the flush."""
+        keys = set(self.state.keys()) | {k for k, v in self.values.items() if v is not None}
+        return sorted(k for k in keys if not (k in self.changed and self.values[k] is None))
 
     def flush(self) -> None:
         for key in self.changed:

@@ -14,7 +14,6 @@ import pytest
 
 from tests.conftest import make_config, read_topic
 from tracktor.topics import ensure_topics
-from tracktor.dev import stack
 from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import free_port
 

@@ -14,7 +14,7 @@ from tests.conftest import run_jobs, BEGINNING, ONE_DAY, make_config, read_topic
 from tests.integration.test_pipeline import scenario
 from tracktor.analytics import queries as analytics
 from tracktor.topics import ensure_topics
-from tracktor.dev import loader, stack
+from tracktor.dev import loader
 from tracktor import warehouse
 from tracktor.config import Funnel
 from tracktor.dev.sample_data import Generator

@@ -18,7 +18,7 @@ from tests.conftest import run_jobs, BEGINNING, ONE_DAY, ONE_MINUTE, make_config
 from tests.test_schemas import SCHEMAS
 from tracktor.analytics import queries as analytics
 from tracktor.topics import ensure_topics
-from tracktor.dev import envelopes as E, loader, stack
+from tracktor.dev import envelopes as E, loader
 from tracktor import warehouse
 from tracktor.config import Criterion, Funnel
 from tracktor.dev.sample_data import Generator

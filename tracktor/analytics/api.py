@@ -5,13 +5,17 @@
   GET  /api/v1/apps/{app}/metrics/{name}         the daily series, max/min/avg, people
   POST /api/v1/apps/{app}/funnels                an ad hoc funnel: body {"definition": {...}, "name": …}
   POST /api/v1/apps/{app}/metrics                an ad hoc metric, the same way
+  GET  /api/v1/apps/{app}/segments/{name}        members per day, and the members (id, email, properties)
+  POST /api/v1/apps/{app}/segments               {"definitions": {name: definition or null}}: change segments live
+  DELETE /api/v1/apps/{app}/people/{id}          delete the person with this id, all their ids and data
   GET  /health
 
 Every question takes ?range=today|last-7-days|last-30-days|last-90-days or ?from=YYYY-MM-DD&to=…
 (at most api.max_range_days days) and ?format=json (default) or html (a chart). Each app's
 data needs that app's read token, `Authorization: Bearer <apps[].read_token>` (compared in
 constant time): not its signing secret, so a dashboard user cannot forge signed calls, and
-one app never reads another's. Answers come from tracktor/analytics/report.py, like the
+one app never reads another's. Changes (POST .../segments, DELETE .../people/{id}) need the
+app's admin token, `apps[].admin_token`, the same way; an app without one takes no changes. Answers come from tracktor/analytics/report.py, like the
 command line's.
 
 Bounded: api.threads requests are served at once (the rest wait their turn), a client has
@@ -101,14 +105,20 @@ class Api:
         if len(parts) < 4 or parts[:3] != ["api", "v1", "apps"]:
             raise ApiError(404, f"no such resource {path}")
         app = parts[3]
-        self._authorise(app, headers.get("Authorization", ""))
+        changes = method in ("DELETE", "POST") and len(parts) >= 5 and parts[4] in ("people", "segments")
+        self._authorise(app, headers.get("Authorization", ""), "admin_token" if changes else "read_token")
+        if len(parts) >= 5 and parts[4] == "people":
+            return self._delete_person(app, parts, method)
         if len(parts) == 4 and method == "GET":
             a = self.apps[app]
             return 200, "application/json", json.dumps({
                 "app": app, "funnels": {n: list(f.events) for n, f in a.funnels.items()},
-                "metrics": {n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()}})
-        if len(parts) not in (5, 6) or parts[4] not in ("funnels", "metrics"):
+                "metrics": {n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()},
+                "segments": a.segments})
+        if len(parts) not in (5, 6) or parts[4] not in ("funnels", "metrics", "segments"):
             raise ApiError(404, f"no such resource {path}")
+        if parts[4] == "segments" and method == "POST":
+            return self._apply_segments(app, parts, body)
         kind = parts[4][:-1]
         name, definition = (parts[5] if len(parts) == 6 else None), None
         if method == "POST":
@@ -138,17 +148,50 @@ class Api:
             raise ApiError(400, str(e)) from None
         return 200, ("text/html; charset=utf-8" if fmt == "html" else "application/json"), text
 
-    def _authorise(self, app: str, header: str) -> None:
+    def _apply_segments(self, app: str, parts: list, body: bytes | None) -> tuple[int, str, str]:
+        """POST .../segments {"definitions": {name: definition, or null to delete}}: the
+        changes go to tracktor.control, where segment_eval takes them in while it runs."""
+        from tracktor import control
+        if len(parts) != 5:
+            raise ApiError(405, "POST segment definitions to .../segments")
+        definitions = _json_body(body).get("definitions")
+        if not isinstance(definitions, dict) or not definitions:
+            raise ApiError(400, "the body needs 'definitions': {name: definition or null}")
+        try:
+            names = control.publish_segments(self.cfg, app, definitions)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        except RuntimeError as e:  # no broker, or it did not take them
+            raise ApiError(503, f"the change could not be published: {e}") from None
+        return 202, "application/json", json.dumps({"applied": names})
+
+    def _delete_person(self, app: str, parts: list, method: str) -> tuple[int, str, str]:
+        """DELETE .../people/{id}: a delete call on tracktor.raw, which identity_merge and the
+        jobs after it carry out (docs/privacy.md)."""
+        from tracktor import control
+        if len(parts) != 6 or method != "DELETE":
+            raise ApiError(405 if len(parts) == 6 else 404, "DELETE .../people/{id}")
+        try:
+            control.delete_person(self.cfg, app, parts[5])
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        except RuntimeError as e:
+            raise ApiError(503, f"the deletion could not be published: {e}") from None
+        return 202, "application/json", json.dumps({"deleting": parts[5]})
+
+    def _authorise(self, app: str, header: str, kind: str) -> None:
+        """The app's `kind` token ("read_token", "admin_token") in a Bearer header, or ApiError."""
         if app not in self.apps:
             raise ApiError(404, f"no app {app[:100]!r}")
-        expected = self.apps[app].read_token
+        expected = getattr(self.apps[app], kind)
         if not expected:
-            raise ApiError(403, f"app {app!r} has no read_token in the configuration: its analytics cannot be read")
+            doing = "its analytics cannot be read" if kind == "read_token" else "it takes no changes through the API"
+            raise ApiError(403, f"app {app!r} has no {kind} in the configuration: {doing}")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "send the app's read token as 'Authorization: Bearer <read_token>'")
+            raise ApiError(401, f"send the app's {kind.replace('_', ' ')} as 'Authorization: Bearer <{kind}>'")
         if not hmac.compare_digest(token.encode(), expected.encode()):
-            raise ApiError(403, f"wrong read token for app {app!r}")
+            raise ApiError(403, f"wrong {kind.replace('_', ' ')} for app {app!r}")
 
 
 def _one(query: dict, key: str, default: str | None = None) -> str | None:
@@ -196,6 +239,9 @@ def _handler(api: Api):
 
         def do_GET(self):
             self._serve("GET", None)
+
+        def do_DELETE(self):
+            self._serve("DELETE", None)
 
         def do_POST(self):
             length = self.headers.get("Content-Length")

@@ -195,3 +195,32 @@ def metric(client, database: str, app: str, m: Metric, first: date, last: date) 
     values = [v for _, v in days if v is not None] or [0]
     return MetricResult(name=m.name, type=m.type, days=days, daily_max=max(values), daily_min=min(values),
                         daily_avg=sum(values) / len(values), people=people, total=total)
+
+
+@dataclass
+class SegmentMember:
+    person: str
+    email: str
+    properties: dict
+    since: datetime
+
+
+@dataclass
+class SegmentResult:
+    name: str
+    days: list[tuple[date, int]]   # members at the end of each day of the range
+    members: list[SegmentMember]  # the members now (at most `limit`, by person id)
+    count: int                    # how many members now
+
+
+def segment(client, database: str, app: str, name: str, first: date, last: date, limit: int = 100) -> SegmentResult:
+    """A segment's members per day over [first, last] and its current members with their profile."""
+    import json
+    bounds = _bounds(first, last)
+    by_day = dict(_rows(client, database, "segment_daily", {"app": app, "segment": name, **bounds}))
+    days = [(first + timedelta(days=i), int(by_day.get(first + timedelta(days=i), 0)))
+            for i in range((last - first).days + 1)]
+    members = [SegmentMember(p, e, json.loads(props or "{}"), since) for p, e, props, since in
+               _rows(client, database, "segment_people", {"app": app, "segment": name, "limit": limit})]
+    count = _rows(client, database, "segment_count", {"app": app, "segment": name})[0][0]
+    return SegmentResult(name=name, days=days, members=members, count=count)

@@ -21,8 +21,8 @@ class NotFound(LookupError):
 @dataclass(frozen=True)
 class Question:
     app: str
-    kind: str                        # "funnel" or "metric"
-    definition: Funnel | Metric
+    kind: str                        # "funnel", "metric" or "segment"
+    definition: Funnel | Metric | SegmentName
     first: date
     last: date
     step: int | None = None          # funnel drill-down: the people at this step (1-based)
@@ -37,6 +37,12 @@ class Question:
         return what
 
 
+@dataclass(frozen=True)
+class SegmentName:
+    """A segment asked about by name: it may be defined in tracktor.yaml or while running."""
+    name: str
+
+
 def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: dict | None = None,
         range_name: str | None = "last-7-days", date_from: date | None = None, date_to: date | None = None,
         step: int | None = None, dropped: bool = False, limit: int = 100) -> Question:
@@ -44,10 +50,17 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
     `definition` (the same keys as in tracktor.yaml). Raises NotFound or ValueError."""
     if app not in cfg.apps:
         raise NotFound(f"no app {app!r}")
-    if kind not in ("funnel", "metric"):
-        raise ValueError(f"kind must be funnel or metric, got {kind!r}")
-    defined = cfg.apps[app].funnels if kind == "funnel" else cfg.apps[app].metrics
-    if definition is not None:
+    if kind not in ("funnel", "metric", "segment"):
+        raise ValueError(f"kind must be funnel, metric or segment, got {kind!r}")
+    defined = {"funnel": cfg.apps[app].funnels, "metric": cfg.apps[app].metrics,
+               "segment": cfg.apps[app].segments}[kind]
+    if kind == "segment":
+        if definition is not None:
+            raise ValueError("a segment is asked about by name (define it with `segments apply`)")
+        if not name:
+            raise ValueError("which segment?")
+        definition = SegmentName(name)
+    elif definition is not None:
         definition = (funnel_from if kind == "funnel" else metric_from)(name or "ad hoc", definition)
     elif name in defined:
         definition = defined[name]
@@ -83,6 +96,8 @@ def answer(client, database: str, q: Question, settings: dict | None = None):
         client = _WithSettings(client, settings)
     if q.kind == "metric":
         return analytics.metric(client, database, q.app, q.definition, q.first, q.last)
+    if q.kind == "segment":
+        return analytics.segment(client, database, q.app, q.definition.name, q.first, q.last, q.limit)
     if q.step:
         return analytics.funnel_people(client, database, q.app, q.definition, q.first, q.last, q.step, q.dropped, q.limit)
     return analytics.funnel(client, database, q.app, q.definition, q.first, q.last)
@@ -94,9 +109,13 @@ def render(q: Question, result, fmt: str = "table") -> str:
     if fmt == "html":
         if q.step:
             raise ValueError("the drill-down is a list: ask for table or json")
+        if q.kind == "segment":
+            raise ValueError("a segment report is a table or json")
         return charts.metric_html(q.title, result) if q.kind == "metric" else charts.funnel_html(q.title, result)
     if q.kind == "metric":
         return metric_table(q.title, result)
+    if q.kind == "segment":
+        return segment_table(q.title, result)
     return people_table(q.title, result) if q.step else funnel_table(q.title, result)
 
 
@@ -109,6 +128,18 @@ def funnel_table(title: str, steps: list[FunnelStep]) -> str:
     lines = [title, f"  {'step':<{width}}  {'people':>8}  {'from prev':>9}  {'from first':>10}"]
     for s in steps:
         lines.append(f"  {s.event:<{width}}  {s.people:>8,}  {_pct(s.from_previous):>9}  {_pct(s.from_first):>10}")
+    return "\n".join(lines)
+
+
+def segment_table(title: str, seg) -> str:
+    peak = max((n for _, n in seg.days), default=0) or 1
+    lines = [title, "  members at the end of each day:"]
+    lines += [f"  {day}  {n:>8,}  {'#' * round(30 * n / peak)}" for day, n in seg.days]
+    lines.append(f"  members now: {seg.count:,}" + (f" (the first {len(seg.members)} by id)" if seg.count > len(seg.members) else ""))
+    lines.append(f"  {'person':<24}  {'email':<30}  {'since':<16}  properties")
+    for m in seg.members:
+        props = ", ".join(f"{k}={v}" for k, v in sorted(m.properties.items()) if k != "email")
+        lines.append(f"  {m.person:<24}  {m.email:<30}  {m.since:%Y-%m-%d %H:%M}  {props[:80]}")
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ class Topics(Model):
     segments: Text = "tracktor.segments"        # segment entered / exited (segment_eval)
     dead_letter: Text = "tracktor.deadletter"   # records a job could not use, with the reason
     handoffs: Text = "tracktor.handoffs"        # a merged-away person's state, to its survivor (per-person jobs)
+    control: Text = "tracktor.control"          # definition changes while the jobs run (segments)
 
     @model_validator(mode="after")
     def _distinct(self):
@@ -186,6 +187,7 @@ class App(Model):
     name: Text
     secret: Text                      # signs identities (secure mode); never a read credential
     read_token: Text | None = None    # reads the app's analytics (API, dashboard); none: not readable
+    admin_token: Text | None = None   # changes its segments and deletes its people (API); none: no changes by API
     signed_only: Bool = False
     history_start: date = date(2000, 1, 1)   # calls with an earlier ts are refused
     cart_timeout: Duration = 30 * 60.0
@@ -197,6 +199,18 @@ class App(Model):
     segments: dict[str, Any] = {}
 
     _named = field_validator("funnels", "metrics", mode="before")(classmethod(lambda cls, v: _named(v)))
+
+    @field_validator("segments")
+    @classmethod
+    def _segments_valid(cls, segments: dict) -> dict:
+        from udfs.segment_rules import parse_segment
+        for name, node in segments.items():
+            parse_segment(name, node)  # ValueError naming the segment and the condition
+        return segments
+
+    def segment_definitions(self) -> dict:
+        from udfs.segment_rules import parse_segment
+        return {name: parse_segment(name, node) for name, node in self.segments.items()}
 
     @property
     def history_start_ms(self) -> int:

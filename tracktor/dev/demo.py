@@ -58,7 +58,7 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
 
     cfg = demo_config(cfg)
     today = datetime.now(timezone.utc).date()
-    start = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - timedelta(days=7)
+    start = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - timedelta(days=6)
     timings = {}
 
     t = time.monotonic()
@@ -70,7 +70,7 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
         t = time.monotonic()
         now = int(time.time() * 1000)
         calls = sorted((e for e in Generator(seed=seed, people=people, apps={"demo-video": "video", "demo-shop": "shop"},
-                                             start_ms=int(start.timestamp() * 1000), days=6) if e["ts"] <= now),
+                                             start_ms=int(start.timestamp() * 1000), days=7) if e["ts"] <= now),
                        key=lambda e: e["received_at"])
         recent = now - RECENT_MS
         step(f"loading the sample history: {people:,} visitors per app, seed {seed}, the last 7 days (as a backfill "
@@ -110,6 +110,10 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
             about = ", ".join(f"{k} {v!r}" for k, v in m.params.items() if k != "criteria")
             about += "".join(f", {c.property} {c.op} {c.value!r}" for c in getattr(m, "criteria", ()))
             print(report.metric_table(f"Metric {m.name} ({m.type}: {about})", result) + "\n")
+        for name in app.segments:
+            seg = analytics.segment(client, db, app.sid, name, first, last, limit=0)
+            print(f"Segment {name}: {seg.count:,} members now; at the end of each day: "
+                  + ", ".join(f"{n:,}" for _, n in seg.days))
     client.close()
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; {sent:,} calls")
     shown = _shown(cfg.path)
@@ -117,6 +121,7 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
     for command in ("report funnel video_journey --app demo-video --range last-7-days",
                     "report metric site_visitors --app demo-video --range last-7-days",
                     "report funnel checkout --app demo-shop --range last-7-days --people 3 --dropped",
+                    "report segment big_spenders --app demo-shop --range last-7-days",
                     "serve"):
         print(f"  bin/tracktor --config {shown} {command}")
     return 0

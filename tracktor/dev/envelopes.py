@@ -36,6 +36,11 @@ def cart(app, distinct_id, cart_action, cart_data, ts, event_id=None, received_a
     return _envelope("cart", app, ts, event_id, received_at, id=distinct_id, cart_action=cart_action, data=cart_data)
 
 
+def delete(app, distinct_id, ts, event_id=None, received_at=None) -> dict:
+    """Delete the person `distinct_id` belongs to, with all their ids and data."""
+    return _envelope("delete", app, ts, event_id, received_at, id=distinct_id)
+
+
 def kafka_key(env: dict) -> str:
     """Raw records are keyed by app: one app's calls share a partition, so identity_merge
     (keyed by app) sees them in the order the collector accepted them, whatever its

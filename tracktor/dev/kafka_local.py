@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracktor import JARS_DIR, ROOT
+from tracktor import JARS_DIR
 
 
 

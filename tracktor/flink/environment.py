@@ -30,7 +30,12 @@ def latest_checkpoint(directory: Path) -> Path | None:
 def use_this_interpreter() -> None:
     """Python workers must run this interpreter (the venv's), and thread mode resolves
     packages through the `python` on PATH — as it was when the JVM started, so call this
-    before anything launches PyFlink's gateway."""
+    before anything launches PyFlink's gateway.
+
+    PYTHONFAULTHANDLER is kept from the JVM: in thread mode the JVM embeds Python, whose
+    fault handler would take the SIGSEGVs the JVM raises on purpose (its implicit null
+    checks), re-raise them, and so kill the JVM ("SIGSEGV (sent by kill)", SI_TKILL)."""
+    os.environ.pop("PYTHONFAULTHANDLER", None)
     venv_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -16,6 +16,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor
 
 from tracktor.flink.bundling import bundle_output_type, bundle_row, bundled, unbundled
+from tracktor.flink.environment import jvm
 from udfs.envelope import BadRecord, dead_letter, failure_reason
 from udfs.outputs import Outputs
 from udfs.persons import Router
@@ -43,20 +44,31 @@ class PersonFunction(KeyedProcessFunction):
         self.timers = BufferedStore(JsonStore(ctx.get_map_state(
             MapStateDescriptor("timers", Types.LONG(), Types.STRING()))))
         self.router = Router(self.logic, self.job, self.topics)
+        # definition changes (the control topic), per bucket as every bucket gets them all
+        self.definitions = BufferedStore(JsonStore(ctx.get_map_state(
+            MapStateDescriptor("definitions", Types.STRING(), Types.STRING()))))
+        self.versions: dict[str, int] = {}  # the definitions this process has taken in
+        self.loaded: set[str] = set()       # buckets whose definitions it has read
 
     def process_element(self, bundle, ctx):
         out = Outputs()
         emit = self._emitter(out)
+        self._load_definitions(ctx.get_current_key())
         for text, ts, role in zip(bundle.values, bundle.stamps, bundle.roles):
             try:
                 record = orjson.loads(text)
                 if not isinstance(record, dict):
                     raise BadRecord("not a JSON object")
+                if role == "control":
+                    self._define(record, ts, ctx, emit)
+                    continue
                 if "job" in record and record["job"] != self.job:
                     continue  # another job's handoff
                 key = _person_of(record)
                 self._step(key, ctx, lambda entry: self.router.on_record(key, entry, record, ts, emit))
             except Exception as e:  # noqa: BLE001 - one record must never stop the job
+                if role == "control" and ctx.get_current_key() != "0":
+                    continue  # every bucket gets a definition: one of them tells what was wrong with it
                 out.add(self.topics["dead_letter"], self.job, orjson.dumps(
                     dead_letter(self.job, self.topics[role], failure_reason(e), text, ts)).decode(), ts)
         self._flush()
@@ -79,6 +91,33 @@ class PersonFunction(KeyedProcessFunction):
         if out:
             yield bundle_row(out)
 
+    # -- definitions --------------------------------------------------------------------------
+    def _load_definitions(self, bucket: str) -> None:
+        """After a start, the definition changes this bucket took in (every bucket has them all)."""
+        if bucket in self.loaded:
+            return
+        self.loaded.add(bucket)
+        for key in self.definitions.keys():
+            known = self.definitions.get(key)
+            if known["version"] > self.versions.get(key, -1):
+                self.logic.adopt(key, known["definition"])
+                self.versions[key] = known["version"]
+
+    def _define(self, record: dict, ts: int, ctx, emit) -> None:
+        """A definition added, changed or deleted: taken in (the job keeps the last good one
+        when it is invalid), then every person of its app in this bucket evaluated again."""
+        key, app = self.logic.change_of(record)
+        known = self.definitions.get(key)
+        if known is not None and known["version"] >= ts:
+            return  # seen already (a replay of the control topic)
+        if self.versions.get(key, -1) < ts:
+            self.logic.adopt(key, record["definition"])  # ValueError: refused, the last good one stays
+            self.versions[key] = ts
+        self.definitions.put(key, {"definition": record["definition"], "version": ts})
+        cause = {"reason": "definition", "segment": key.partition(":")[2]}
+        for person in [k for k in self.persons.keys() if k.startswith(app + ":")]:
+            self._step(person, ctx, lambda entry: self.router.revisit(person, entry, ts, cause, emit))
+
     # -- state ------------------------------------------------------------------------------
     def _step(self, key: str, ctx, step) -> None:
         entry = self.persons.get(key)
@@ -99,6 +138,7 @@ class PersonFunction(KeyedProcessFunction):
     def _flush(self) -> None:
         self.persons.flush()
         self.timers.flush()
+        self.definitions.flush()
 
     def _emitter(self, out: Outputs):
         topics = self.topics
@@ -116,10 +156,19 @@ def _person_of(record: dict) -> str:
     return f"{app}:{person}"
 
 
+def fanned_out(stream, buckets: int):
+    """Each record once per person bucket (io.tracktor.flink.FanOut), keyed to reach it."""
+    from pyflink.datastream.data_stream import DataStream
+    j = stream._j_data_stream
+    return DataStream(j.flatMap(jvm().io.tracktor.flink.FanOut(buckets), j.getType()).setParallelism(j.getParallelism()))
+
+
 def build_person_job(job, logic, inputs: dict, cfg):
     """The whole job graph of a per-person job: its inputs bundled by person bucket, one
     PersonFunction, the outputs split for the sink."""
-    bundles = bundled(*(inputs[role] for role in job.inputs), max_records=cfg.flink.bundle_max_records,
+    streams = [fanned_out(inputs[role], cfg.flink.person_buckets) if role == "control" else inputs[role]
+               for role in job.inputs]
+    bundles = bundled(*streams, max_records=cfg.flink.bundle_max_records,
                       max_delay_ms=cfg.flink.bundle_max_delay_ms, buckets=cfg.flink.person_buckets, roles=list(job.inputs))
     fn = PersonFunction(job.name, logic, cfg.topics)
     return unbundled(bundles.process(fn, output_type=bundle_output_type()).uid(job.uid("persons")).name(job.name))

@@ -7,6 +7,6 @@ process of the machine). The SQL itself lives in sql/.
 from tracktor.warehouse.connect import connect
 from tracktor.warehouse.migrate import migrate, migration_files
 from tracktor.warehouse.shared import wait_released
-from tracktor.warehouse.tables import TABLE_COLUMNS, insert_rows, query_template
+from tracktor.warehouse.tables import TABLE_COLUMNS, deleted_ids, forget, insert_rows, query_template
 
-__all__ = ["TABLE_COLUMNS", "connect", "insert_rows", "migrate", "migration_files", "query_template", "wait_released"]
+__all__ = ["TABLE_COLUMNS", "connect", "deleted_ids", "forget", "insert_rows", "migrate", "migration_files", "query_template", "wait_released"]

@@ -46,3 +46,27 @@ def _by_months(rows: list[list], ts: int) -> list[list[list]]:
     groups = [months[m] for m in sorted(months)]
     step = MAX_PARTITIONS_PER_INSERT
     return [[r for g in groups[i:i + step] for r in g] for i in range(0, len(groups), step)]
+
+
+def deleted_ids(client, database: str) -> dict[tuple[str, int], int]:
+    """The deletion register (udfs/rollup.py Deletions): {(app, id_hash): ms of the deletion}."""
+    rows = client.query(f"SELECT app, id_hash, toUnixTimestamp64Milli(max(ts)) FROM {database}.deleted_ids "
+                        "GROUP BY app, id_hash").result_rows
+    return {(app, int(hashed)): int(at) for app, hashed, at in rows}
+
+
+def forget(client, database: str, app: str, ids: list[str]) -> list[str]:
+    """Remove every row naming one of `ids` of `app` from every table that names people
+    (a deleted person); returns the tables. The parts are rewritten before this returns,
+    so nothing of the person stays on disk either."""
+    tables = [t for (t,) in client.query(
+        "SELECT table FROM system.columns WHERE database = {db:String} AND name IN ('distinct_id', 'person_id') "
+        "AND table IN (SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree') "
+        "GROUP BY table ORDER BY table", parameters={"db": database}).result_rows]
+    for table in tables:
+        names = {c for (c,) in client.query("SELECT name FROM system.columns WHERE database = {db:String} "
+                                            "AND table = {t:String}", parameters={"db": database, "t": table}).result_rows}
+        which = " OR ".join(f"{c} IN {{ids:Array(String)}}" for c in ("distinct_id", "person_id") if c in names)
+        client.command(f"ALTER TABLE {database}.{table} DELETE WHERE app = {{app:String}} AND ({which}) "
+                       "SETTINGS mutations_sync = 1", parameters={"app": app, "ids": ids})
+    return tables

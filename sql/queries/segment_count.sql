@@ -1,0 +1,1 @@
+SELECT count() FROM {database}.segment_members(app = {app:String}, segment = {segment:String})

@@ -37,7 +37,7 @@ class WarehouseWriter(KeyedProcessFunction):
         self.client = None
 
     def open(self, ctx):
-        self.client = warehouse.connect(self.clickhouse.dsn)
+        self.client = warehouse.connect(self.clickhouse)
         warehouse.migrate(self.client, self.clickhouse.database)
 
     def process_element(self, bundle, ctx):

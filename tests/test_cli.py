@@ -162,7 +162,7 @@ def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_pa
     from tracktor import warehouse
 
     cfg = make_config(tmp_path, "cli-report")
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     warehouse.migrate(client, cfg.clickhouse.database)
     steps = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
     rows = [ev("a-1", steps[0], 0, app="demo-video"), ev("u1", steps[1], 1, app="demo-video"),

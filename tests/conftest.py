@@ -56,14 +56,15 @@ def kafka(tmp_path_factory):
 
 
 class OtherOwner:
-    """Another process owning the embedded warehouse of `clickhouse` (a DSN or cfg.clickhouse)
-    until stop() or kill(): this process's clients then go through its HTTP interface."""
+    """Another process owning the embedded warehouse of `clickhouse` (a DSN or a
+    ClickHouseSettings) until stop() or kill(): this process's clients then go through its
+    HTTP interface. `then` is code it runs with its client `c` before it waits."""
 
-    def __init__(self, clickhouse):
+    def __init__(self, clickhouse, then: str = ""):
         settings = clickhouse if isinstance(clickhouse, str) else clickhouse.model_dump_json()
         script = ("import sys\nfrom tracktor import warehouse\nfrom tracktor.config.settings import ClickHouseSettings\n"
                   f"s = {settings!r}\nc = warehouse.connect(s if s.startswith('chdb:') else "
-                  "ClickHouseSettings.model_validate_json(s))\n"
+                  f"ClickHouseSettings.model_validate_json(s))\n{then}\n"
                   "print(type(c).__name__, flush=True)\nsys.stdin.read()\nc.close()\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")}
         self.proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdin=subprocess.PIPE,

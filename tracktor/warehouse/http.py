@@ -158,8 +158,6 @@ class Endpoint:
                 result = conn.query(statement, fmt, params=params)
         except RuntimeError as e:  # chDB's errors (ChdbError is one)
             raise ClickHouseError.from_engine(e) from None
-        except guard.Refused as e:
-            raise ClickHouseError(e.code, e.name, str(e)) from None
         finally:
             if spooled:
                 os.unlink(spooled)
@@ -244,13 +242,12 @@ def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     if encoding in ("", "identity"):
         yield from chunks
         return
-    make = _decompressor(encoding)
-    decoder = make
+    decoder = _decompressor(encoding)
     try:
         for chunk in chunks:
             while chunk:
                 yield decoder.decompress(chunk)
-                chunk, decoder = (decoder.unused_data, make()) if decoder.eof else (b"", decoder)
+                chunk, decoder = (decoder.unused_data, _decompressor(encoding)) if decoder.eof else (b"", decoder)
     except (zlib.error, lzma.LZMAError, OSError, RuntimeError, ValueError) as e:
         raise ClickHouseError(354, "CANNOT_DECOMPRESS", f"Cannot decompress the request body ({encoding}): {e}") from None
 
@@ -258,7 +255,8 @@ def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
-    server_version = "ClickHouse"  # what some clients sniff for; X-ClickHouse-Server-Display-Name names this one
+    server_version, sys_version = "ClickHouse", ""  # X-ClickHouse-Server-Display-Name names this one
+    anonymous = False  # whether the request came with no credentials
 
     def log_message(self, fmt, *args):
         log.debug("warehouse http: " + fmt, *args)
@@ -275,8 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, post: bool) -> None:
         endpoint: Endpoint = self.server.endpoint
         url = urlsplit(self.path)
-        params = dict(parse_qsl(url.query, keep_blank_values=True))
-        query_id = params.get("query_id") or str(uuid.uuid4())
+        # X-ClickHouse-Database and X-ClickHouse-Format stand for the database and default_format parameters
+        params = {"database": self.headers.get("X-ClickHouse-Database", ""),
+                  "default_format": self.headers.get("X-ClickHouse-Format", ""),
+                  **dict(parse_qsl(url.query, keep_blank_values=True))}
+        query_id = params.get("query_id") or self.headers.get("X-ClickHouse-Query-Id") or str(uuid.uuid4())
         headers = {"X-ClickHouse-Query-Id": query_id}
         if url.path in ("/ping", "/replicas_status"):
             return self._answer(200, b"Ok.\n", headers)
@@ -305,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
             out, summary, fmt = endpoint.execute(  # a GET is readonly=2, as ClickHouse makes it
                 user, reader, reader or not post, text, rest, query_params, settings, params.get("database"),
                 params.get("default_format") or "TabSeparated")
-        except ClickHouseError as e:
+        except (ClickHouseError, guard.Refused) as e:
             return self._error(e, headers)
         except Exception as e:  # a bug of ours: the client still gets an answer, the owner goes on
             log.exception("warehouse http: %s", self.path)
@@ -333,6 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
             return user, password
         if self.headers.get("X-ClickHouse-User"):
             return self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key", "")
+        self.anonymous = "user" not in params
         return params.get("user") or "default", params.get("password", "")
 
     def _body(self) -> Iterator[bytes]:
@@ -383,14 +385,15 @@ class _Handler(BaseHTTPRequestHandler):
                                                       f"{MAX_QUERY_BYTES} bytes")
         return text, body
 
-    def _error(self, e: ClickHouseError, headers: dict) -> None:
+    def _error(self, e: ClickHouseError | guard.Refused, headers: dict) -> None:
         endpoint: Endpoint = self.server.endpoint
         headers = {**headers, "X-ClickHouse-Exception-Code": str(e.code)}
-        if e.code == 516 and not self.headers.get("Authorization"):
-            headers["WWW-Authenticate"] = 'Basic realm="ClickHouse server"'
+        status = _STATUS.get(e.code, 500)
+        if e.code == 516 and self.anonymous:  # no credentials at all: ask for them
+            status, headers["WWW-Authenticate"] = 401, 'Basic realm="ClickHouse server"'
         text = f"Code: {e.code}. DB::Exception: {e}. ({e.name}) (version {endpoint.version})\n"
         # the body may be unread: the connection cannot carry another request after this one
-        self._answer(_STATUS.get(e.code, 500), text.encode(), headers, close=True)
+        self._answer(status, text.encode(), headers, close=True)
 
     def _answer(self, status: int, body: bytes, headers: dict, close: bool = False, head_only: bool = False) -> None:
         endpoint: Endpoint = self.server.endpoint

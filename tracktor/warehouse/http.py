@@ -237,16 +237,28 @@ def _decompressor(encoding: str):
                                                  "(gzip, deflate, xz, bz2, zstd and lz4 are)")
 
 
+def _pending(decoder) -> bool:
+    """Whether the decoder has more output for the input it was given (zlib keeps that
+    input in unconsumed_tail; the others say needs_input)."""
+    if decoder.eof:
+        return False
+    return bool(decoder.unconsumed_tail) if hasattr(decoder, "unconsumed_tail") else not decoder.needs_input
+
+
 def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
-    """The body's bytes with its Content-Encoding undone (concatenated frames included)."""
+    """The body's bytes with its Content-Encoding undone (concatenated frames included), in
+    pieces of at most 1 MiB whatever a compressed chunk expands to."""
     if encoding in ("", "identity"):
         yield from chunks
         return
+    piece = 1 << 20
     decoder = _decompressor(encoding)
     try:
         for chunk in chunks:
             while chunk:
-                yield decoder.decompress(chunk)
+                yield decoder.decompress(chunk, piece)
+                while _pending(decoder):
+                    yield decoder.decompress(getattr(decoder, "unconsumed_tail", b""), piece)
                 chunk, decoder = (decoder.unused_data, _decompressor(encoding)) if decoder.eof else (b"", decoder)
     except (zlib.error, lzma.LZMAError, OSError, RuntimeError, ValueError) as e:
         raise ClickHouseError(354, "CANNOT_DECOMPRESS", f"Cannot decompress the request body ({encoding}): {e}") from None
@@ -255,6 +267,7 @@ def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms wait for an ACK between
     server_version, sys_version = "ClickHouse", ""  # X-ClickHouse-Server-Display-Name names this one
     anonymous = False  # whether the request came with no credentials
 

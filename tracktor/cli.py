@@ -183,7 +183,8 @@ def cmd_warehouse(args) -> int:
         raise RuntimeError(f"another process owns {path} and serves it already (see {owner_file(path)})")
     warehouse.migrate(client, cfg.clickhouse.database)
     return _serve(client.close, f"ClickHouse HTTP interface of {path} at http://{cfg.clickhouse.http.host}:"
-                                f"{client.endpoint.port} (users writer and reader: see {users_file(path)})")
+                                f"{client.endpoint.port}: users writer and reader, their passwords in "
+                                f"clickhouse.users or else {users_file(path)} (docs/warehouse.md)")
 
 
 def cmd_demo(args) -> int:

@@ -110,6 +110,24 @@ def test_when_the_owner_leaves_a_reader_takes_over(tmp_path, leaves):
     reader.close()
 
 
+def test_an_owner_that_closes_answers_the_query_it_runs_first(tmp_path):
+    import threading
+    import time
+
+    dsn = f"chdb://{tmp_path / 'wh'}"
+    other = OtherOwner(dsn)
+    reader = warehouse.connect(dsn)
+    answers = []
+    slow = threading.Thread(target=lambda: answers.append(reader.query("SELECT sleep(2)").result_rows))
+    slow.start()
+    time.sleep(0.5)
+    other.stop()  # waits for the query's session: the next owner must be able to open the engine
+    slow.join(30)
+    assert answers == [[(0,)]]
+    assert reader.query("SELECT 3").result_rows == [(3,)] and isinstance(reader.local, OwnerClient)
+    reader.close()
+
+
 def test_the_same_process_shares_its_own_connection(tmp_path):
     a = warehouse.connect(f"chdb://{tmp_path / 'wh'}")
     b = warehouse.connect(f"chdb://{tmp_path / 'wh'}")

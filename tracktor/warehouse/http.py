@@ -27,6 +27,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -58,6 +59,10 @@ _CONTENT_TYPES = (("JSON", "application/json; charset=UTF-8"), ("TabSeparated", 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NO_HANDLER = ("There is no handle {path}\n\nUse / or /ping for health checks.\n\n"
                "Send queries from your program with POST method or GET /?query=...\n")
+
+
+class Closing(Exception):
+    """The endpoint closed while a request was on its way."""
 
 
 class ClickHouseError(Exception):
@@ -94,6 +99,7 @@ class Endpoint:
 
     def __init__(self, engine: str, mutex: threading.Lock, users: dict[str, tuple[str, bool]], host: str, port: int):
         self.engine, self.mutex, self.users = engine, mutex, users
+        self.sessions, self.idle, self.closed = 0, threading.Condition(mutex), False
         with mutex:
             conn = chdb.connect(engine)
             try:
@@ -109,9 +115,23 @@ class Endpoint:
         threading.Thread(target=self.server.serve_forever, args=(0.1,), name="warehouse-http", daemon=True).start()
 
     def close(self) -> None:
+        """Stop serving, and return once no request has a chDB session open (each holds the
+        engine open: the next owner could not open it), or after IDLE_TIMEOUT_S."""
         self.server.shutdown()
         self.server.server_close()
+        with self.idle:
+            self.closed = True
+            self.idle.wait_for(lambda: not self.sessions, IDLE_TIMEOUT_S)
         shutil.rmtree(self.spool, ignore_errors=True)
+
+    @contextmanager
+    def _engine(self):
+        """The owner's lock, while the endpoint is open: once it is closed a request stops
+        (Closing: its connection closes unanswered, so its client looks for the next owner)."""
+        with self.mutex:
+            if self.closed:
+                raise Closing
+            yield
 
     def authenticate(self, user: str, password: str) -> bool:
         """Whether `user` is readonly, once its password matches (compared in constant time,
@@ -136,10 +156,11 @@ class Endpoint:
             raise ClickHouseError(62, "SYNTAX_ERROR", "The statement is not valid UTF-8") from None
         started = time.monotonic_ns()
         spooled = None
-        with self.mutex:
+        with self._engine():
             conn = chdb.connect(self.engine)
+            self.sessions += 1
         try:
-            with self.mutex:
+            with self._engine():
                 if readonly:
                     conn.query("SET readonly = 2", "TabSeparated")
                 for name, value in settings.items():
@@ -154,15 +175,17 @@ class Endpoint:
             if data_at is not None:
                 spooled = self._spool(text[data_at:], rest)
                 statement = _reading(formatted, spooled)
-            with self.mutex:
+            with self._engine():
                 result = conn.query(statement, fmt, params=params)
         except RuntimeError as e:  # chDB's errors (ChdbError is one)
             raise ClickHouseError.from_engine(e) from None
         finally:
             if spooled:
                 os.unlink(spooled)
-            with self.mutex:
+            with self.idle:
                 conn.close()
+                self.sessions -= 1
+                self.idle.notify_all()
         body = result.bytes() or b""
         rows, read = result.rows_read(), result.bytes_read()
         writes = ast.startswith("InsertQuery")
@@ -321,6 +344,9 @@ class _Handler(BaseHTTPRequestHandler):
                 params.get("default_format") or "TabSeparated")
         except (ClickHouseError, guard.Refused) as e:
             return self._error(e, headers)
+        except Closing:
+            self.close_connection = True
+            return
         except Exception as e:  # a bug of ours: the client still gets an answer, the owner goes on
             log.exception("warehouse http: %s", self.path)
             return self._error(ClickHouseError(1001, "STD_EXCEPTION", f"{type(e).__name__}: {e}"), headers)

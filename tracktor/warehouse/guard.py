@@ -32,7 +32,8 @@ DENIED_SETTINGS = re.compile(  # settings naming files to read or write, or the 
     re.IGNORECASE)
 _DENIED_TEXT = re.compile(rb"`?\b(?:disk`?\s*\(|(?:" + DENIED_SETTINGS.pattern.encode() + rb")\b)", re.IGNORECASE)
 
-READER_STATEMENTS = ("Select", "Show", "Describe", "Exists", "Explain", "Set", "UseQuery")  # label prefixes
+RESULT_STATEMENTS = ("Select", "Show", "Describe", "Exists", "Explain")  # AST labels' prefixes; these answer rows
+READER_STATEMENTS = RESULT_STATEMENTS + ("Set", "UseQuery")
 WRITER_STATEMENTS = READER_STATEMENTS + (
     "InsertQuery", "CreateQuery", "AlterQuery", "DropQuery", "Rename", "TruncateQuery", "OptimizeQuery",
     "DeleteQuery", "UpdateQuery", "CheckQuery", "CreateSQLFunctionQuery", "DropFunctionQuery")

@@ -49,7 +49,6 @@ TRANSPORT_PARAMS = frozenset({
     "enable_http_compression", "http_zlib_compression_level", "send_progress_in_http_headers",
     "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close", "http_wait_end_of_query",
     "http_response_buffer_size", "add_http_cors_header"})
-RESULT_STATEMENTS = ("Select", "Show", "Describe", "Exists", "Explain")  # those that answer with rows
 _STATUS = {  # ClickHouse's HTTP status for an exception code (the rest: 500)
     516: 403, 194: 401, 164: 403, 497: 403, 62: 400, 36: 400, 27: 400, 26: 400, 6: 400, 456: 400, 457: 400,
     115: 404, 60: 404, 46: 404, 47: 404, 81: 404, 50: 404, 48: 501, 159: 408, 202: 503, 108: 400}
@@ -90,7 +89,7 @@ def _quote(value: str) -> str:
 
 def _escaped(text: bytes) -> str:
     """`text` as the value of a String query parameter (TabSeparated escaping)."""
-    return text.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").decode("utf-8", "surrogateescape")
+    return text.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").decode()
 
 
 class Endpoint:
@@ -151,7 +150,7 @@ class Endpoint:
         in a session that is readonly=2 or not."""
         head, data_at = guard.split_insert(text)
         try:
-            head.decode()
+            head_param = _escaped(head)
         except UnicodeDecodeError:
             raise ClickHouseError(62, "SYNTAX_ERROR", "The statement is not valid UTF-8") from None
         started = time.monotonic_ns()
@@ -168,7 +167,7 @@ class Endpoint:
                 if database:
                     conn.query(f"USE `{database}`", "TabSeparated")
                 formatted = conn.query("SELECT formatQuery({q:String})", "TabSeparatedRaw",
-                                       params={"q": _escaped(head)}).bytes()
+                                       params={"q": head_param}).bytes()
                 ast = conn.query(b"EXPLAIN AST " + formatted, "TabSeparatedRaw", params=params).bytes().decode()
             guard.check(ast, formatted, user, reader, self.outward)
             statement = formatted
@@ -194,7 +193,7 @@ class Endpoint:
                    "total_rows_to_read": "0", "result_rows": "0", "result_bytes": str(len(body)),
                    "elapsed_ns": str(time.monotonic_ns() - started)}
         declared = re.findall(rb"(?m)^FORMAT (\w+)$", formatted)
-        out_format = (declared[-1].decode() if declared else fmt) if ast.startswith(RESULT_STATEMENTS) else None
+        out_format = (declared[-1].decode() if declared else fmt) if ast.startswith(guard.RESULT_STATEMENTS) else None
         return body, summary, out_format
 
     def _spool(self, first: bytes, rest: Iterator[bytes]) -> str:

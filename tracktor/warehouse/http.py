@@ -291,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms wait for an ACK between
     server_version, sys_version = "ClickHouse", ""  # X-ClickHouse-Server-Display-Name names this one
-    anonymous = False  # whether the request came with no credentials
+    anonymous = False  # whether the request being answered came with no credentials
 
     def log_message(self, fmt, *args):
         log.debug("warehouse http: " + fmt, *args)
@@ -359,7 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _credentials(self, params: dict[str, str]) -> tuple[str, str]:
         """(user, password) as ClickHouse takes them: HTTP basic auth, the X-ClickHouse-User and
         X-ClickHouse-Key headers, or the user and password URL parameters; else the default user."""
-        auth = self.headers.get("Authorization")
+        auth, header_user = self.headers.get("Authorization"), self.headers.get("X-ClickHouse-User")
+        self.anonymous = not (auth or header_user or "user" in params)
         if auth:
             scheme, _, value = auth.partition(" ")
             try:
@@ -370,9 +371,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ClickHouseError(516, "AUTHENTICATION_FAILED", "Authentication failed: only HTTP basic "
                                                                     "authentication is supported here")
             return user, password
-        if self.headers.get("X-ClickHouse-User"):
-            return self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key", "")
-        self.anonymous = "user" not in params
+        if header_user:
+            return header_user, self.headers.get("X-ClickHouse-Key", "")
         return params.get("user") or "default", params.get("password", "")
 
     def _body(self) -> Iterator[bytes]:

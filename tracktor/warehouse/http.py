@@ -31,8 +31,6 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-import chdb
-
 from tracktor.warehouse import guard
 
 log = logging.getLogger(__name__)
@@ -97,10 +95,12 @@ class Endpoint:
     `users` maps a user name to (password, readonly)."""
 
     def __init__(self, engine: str, mutex: threading.Lock, users: dict[str, tuple[str, bool]], host: str, port: int):
-        self.engine, self.mutex, self.users = engine, mutex, users
+        import chdb  # here, not at import: only the owner loads the engine
+
+        self.engine, self.mutex, self.users, self.connect = engine, mutex, users, chdb.connect
         self.sessions, self.idle, self.closed = 0, threading.Condition(mutex), False
         with mutex:
-            conn = chdb.connect(engine)
+            conn = self.connect(engine)
             try:
                 version, self.timezone = conn.query("SELECT version(), timezone()", "TabSeparatedRaw").bytes().decode().split()
                 self.outward = guard.outward_names(conn)
@@ -156,7 +156,7 @@ class Endpoint:
         started = time.monotonic_ns()
         spooled = None
         with self._engine():
-            conn = chdb.connect(self.engine)
+            conn = self.connect(self.engine)
             self.sessions += 1
         try:
             with self._engine():

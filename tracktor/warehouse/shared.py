@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from tracktor.config.settings import ClickHouseSettings
-from tracktor.warehouse.http import Endpoint
 
 log = logging.getLogger(__name__)
 OWNER_WAIT_S = 10.0  # how long a newcomer waits for the lock holder to publish its address
@@ -74,6 +73,8 @@ class OwnerClient:
 
     def __init__(self, path: Path, lock_fd: int, settings: ClickHouseSettings):
         import clickhouse_connect
+
+        from tracktor.warehouse.http import Endpoint
 
         self.path, self.lock_fd = path, lock_fd
         self.users = 1  # open_path calls of this process not closed yet

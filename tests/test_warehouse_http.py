@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -177,6 +178,17 @@ def test_curl_as_clickhouse_documents_it(served):
     assert status == 401 and headers["x-clickhouse-exception-code"] == "516"
     status, _, body = curl(f"{url}/?query=SELECT%201&decompress=1", *auth)  # ClickHouse's own blocks: said, not hung
     assert status == 501 and b"NOT_IMPLEMENTED" in body
+
+
+def test_a_body_that_does_not_decompress_is_refused_and_the_endpoint_goes_on(served):
+    insert = "INSERT%20INTO%20default.notes%20FORMAT%20JSONEachRow"
+    req = urllib.request.Request(f"{served.url}/?query={insert}&user=writer&password={served.writer}",
+                                 data=b"\x1f\x8b not gzip at all", headers={"Content-Encoding": "gzip"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=30)
+    assert refused.value.headers["X-ClickHouse-Exception-Code"] == "354"
+    assert b"CANNOT_DECOMPRESS" in refused.value.read()
+    assert served.client().command("SELECT 5") == 5
 
 
 @pytest.mark.parametrize("fmt", ["Native", "RowBinaryWithNamesAndTypes", "TabSeparatedWithNames", "JSON",

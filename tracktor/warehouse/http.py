@@ -102,11 +102,11 @@ class Endpoint:
         with mutex:
             conn = self.connect(engine)
             try:
-                version, self.timezone = conn.query("SELECT version(), timezone()", "TabSeparatedRaw").bytes().decode().split()
+                self.version, self.timezone = conn.query("SELECT version(), timezone()",
+                                                         "TabSeparatedRaw").bytes().decode().split()
                 self.outward = guard.outward_names(conn)
             finally:
                 conn.close()
-        self.version = version
         self.display_name = socket.gethostname()
         self.spool = tempfile.mkdtemp(prefix="tracktor-http-")  # mode 0700: the INSERT bodies on their way in
         self.server = _Server((host, port), _Handler, self)
@@ -200,10 +200,14 @@ class Endpoint:
         """A file of our own with an INSERT's data (`first`, then `rest`): chDB reads an
         insert's data only from its query text or from a file."""
         fd, path = tempfile.mkstemp(dir=self.spool, suffix=".data")
-        with os.fdopen(fd, "wb") as f:
-            f.write(first)
-            for chunk in rest:
-                f.write(chunk)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(first)
+                for chunk in rest:
+                    f.write(chunk)
+        except BaseException:  # the body broke off, or would not decompress
+            os.unlink(path)
+            raise
         return path
 
 

@@ -47,6 +47,10 @@ class Refused(Exception):
         self.code, self.name = code, name
 
 
+def _denied(user: str, what: str) -> Refused:
+    return Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: {what}")
+
+
 def outward_names(engine) -> frozenset[str]:
     """Every table function, table engine and database engine the engine knows that is not
     in SAFE_NAMES: a new one in a later chDB is refused until it is looked at."""
@@ -98,8 +102,7 @@ def check(ast: str, formatted: bytes, user: str, readonly_user: bool, outward: f
     if not kind.startswith(allowed):
         if readonly_user:
             raise Refused(164, "READONLY", f"{user}: Cannot execute query in readonly mode")
-        raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: {kind.split(' (')[0]} is not "
-                                            "allowed on the embedded warehouse")
+        raise _denied(user, f"{kind.split(' (')[0]} is not allowed on the embedded warehouse")
     parents: list[str] = []
     for depth, label in lines:
         del parents[depth:]
@@ -108,20 +111,17 @@ def check(ast: str, formatted: bytes, user: str, readonly_user: bool, outward: f
         if word == "Function" and "." not in rest.split(" ")[0]:  # db.name(...) is a parameterised view
             name = rest.split(" ")[0].lower()
             if name in outward or name in DENIED_FUNCTIONS:
-                raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: {rest.split(' ')[0]} reaches "
-                                                    "outside the warehouse and is not allowed here")
+                raise _denied(user, f"{rest.split(' ')[0]} reaches outside the warehouse and is not allowed here")
         elif label.startswith("Dictionary definition"):
-            raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: dictionaries are not allowed here")
+            raise _denied(user, "dictionaries are not allowed here")
         elif word == "Literal" and parent.startswith(("SelectWithUnionQuery", "SelectIntersectExceptQuery")):
-            raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: INTO OUTFILE is not allowed here")
+            raise _denied(user, "INTO OUTFILE is not allowed here")
         elif word == "Literal" and parent.startswith("InsertQuery"):
-            raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: FROM INFILE is not allowed here; "
-                                                "send the data in the request body")
+            raise _denied(user, "FROM INFILE is not allowed here; send the data in the request body")
         parents.append(label)
     denied = _DENIED_TEXT.search(formatted)
     if denied:
-        raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: {denied.group().decode()} is not "
-                                            "allowed here")
+        raise _denied(user, f"{denied.group().decode()} is not allowed here")
 
 
 def check_setting(user: str, name: str) -> None:
@@ -129,4 +129,4 @@ def check_setting(user: str, name: str) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise Refused(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
     if DENIED_SETTINGS.fullmatch(name):
-        raise Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: the setting {name} is not allowed here")
+        raise _denied(user, f"the setting {name} is not allowed here")

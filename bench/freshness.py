@@ -71,7 +71,7 @@ def rollup_rate(tmp: Path, bootstrap: str, rows: int) -> dict:
         metric_rollup.build(env, t_env, bootstrap, cfg.topics, cfg.clickhouse, bounded=True).wait()
         metric_rollup.wait_for_writer(cfg.clickhouse)
         walls[name] = time.monotonic() - t
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
     stored = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]
     client.command(f"CREATE TABLE {db}.events_copy AS {db}.events")
@@ -124,7 +124,7 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int) -> dict:
             if time.monotonic() > deadline or any(j.poll() is not None for j in jobs):
                 raise RuntimeError(f"the jobs did not start; see {tmp}/*.log")
             time.sleep(0.2)
-        client = warehouse.connect(cfg.clickhouse.dsn)
+        client = warehouse.connect(cfg.clickhouse)
         db = cfg.clickhouse.database
         warehouse.migrate(client, db)  # the writer may still be migrating: idempotent, through the owner
         metric = metric_from("probes", {"type": "times_event_happened", "event": PROBE})

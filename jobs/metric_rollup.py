@@ -38,7 +38,7 @@ class WarehouseWriter(KeyedProcessFunction):
         self.deletions = Deletions()
 
     def open(self, ctx):
-        self.client = warehouse.connect(self.clickhouse.dsn)
+        self.client = warehouse.connect(self.clickhouse)
         warehouse.migrate(self.client, self.clickhouse.database)
         self.deletions = Deletions(warehouse.deleted_ids(self.client, self.clickhouse.database))
 

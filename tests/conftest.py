@@ -55,6 +55,32 @@ def kafka(tmp_path_factory):
     broker.stop()
 
 
+class OtherOwner:
+    """Another process owning the embedded warehouse of `clickhouse` (a DSN or a
+    ClickHouseSettings) until stop() or kill(): this process's clients then go through its
+    HTTP interface. `then` is code it runs with its client `c` before it waits."""
+
+    def __init__(self, clickhouse, then: str = ""):
+        settings = clickhouse if isinstance(clickhouse, str) else clickhouse.model_dump_json()
+        script = ("import sys\nfrom tracktor import warehouse\nfrom tracktor.config.settings import ClickHouseSettings\n"
+                  f"s = {settings!r}\nc = warehouse.connect(s if s.startswith('chdb:') else "
+                  f"ClickHouseSettings.model_validate_json(s))\n{then}\n"
+                  "print(type(c).__name__, flush=True)\nsys.stdin.read()\nc.close()\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")}
+        self.proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "OwnerClient", "the other process did not become the owner"
+
+    def stop(self) -> None:
+        """Close its client (a clean exit) and wait for it."""
+        self.proc.stdin.close()
+        assert self.proc.wait(60) == 0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(60)
+
+
 def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sections: dict | None = None, **flink):
     """The shipped configuration with its own topics (prefixed), warehouse and checkpoints,
     so tests can share one broker without seeing each other's data; `flink` settings and
@@ -72,6 +98,7 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sect
     defaults = config.Topics().by_role()
     tree["kafka"]["topics"] = {role: f"{prefix}.{name}" for role, name in {**defaults, **tree["kafka"]["topics"]}.items()}
     tree["clickhouse"]["dsn"] = f"chdb://{tmp_path / 'warehouse'}"
+    tree["clickhouse"]["http"] = {"port": 0}  # tests beside each other (and a demo) each get a free port
     tree["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
     tree["flink"]["checkpoint_interval_ms"] = 2000
     tree.setdefault("api", {})["request_timeout"] = 2

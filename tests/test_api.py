@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import OtherOwner, make_config
 from tests.test_warehouse import ev, ident, write
 from tracktor import warehouse
 from tracktor.analytics.api import Api
@@ -16,10 +16,12 @@ STEPS = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
 DAY = "from=2026-01-01&to=2026-01-01"
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
+@pytest.fixture(scope="module", params=["owner", "over_http"])
+def api(tmp_path_factory, request):
+    """The API owning the warehouse, and reading it through another owner's HTTP interface."""
     cfg = make_config(tmp_path_factory.mktemp("api"), "api")
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    other = OtherOwner(cfg.clickhouse) if request.param == "over_http" else None
+    client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
     warehouse.migrate(client, db)
     write(client, "events", [ev("a-1", STEPS[0], 0, app="demo-video"), ev("u1", STEPS[1], 1, app="demo-video"),
@@ -30,6 +32,8 @@ def api(tmp_path_factory):
     server.tokens = {sid: a.read_token for sid, a in cfg.apps.items()}
     yield server
     server.stop()
+    if other:
+        other.stop()
 
 
 def call(api, path, app="demo-video", body=None, token=None, raw=False):

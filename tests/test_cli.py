@@ -157,12 +157,40 @@ def test_anonymous_persons_are_forgotten_after_the_retention_and_identified_ones
         stop_job(job)
 
 
+def test_warehouse_serve_owns_the_warehouse_until_stopped(tmp_path):
+    import json
+    import signal
+    import urllib.request
+
+    from tracktor.warehouse.shared import owner_file, users_file, wait_released
+    cfg = make_config(tmp_path, "cli-wh")
+    proc = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "warehouse", "serve"],
+                            cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stdout.readline()
+        assert "ClickHouse HTTP interface" in banner, proc.stderr.read()
+        path = cfg.clickhouse.chdb_path
+        port = json.loads(owner_file(path).read_text())["port"]
+        assert f":{port}:" in banner
+        reader = json.loads(users_file(path).read_text())["reader"]
+        url = f"http://127.0.0.1:{port}/?user=reader&password={reader}&query=EXISTS%20TABLE%20tracktor.events"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.read() == b"1\n"  # migrated
+        second = cli(cfg, "warehouse", "serve", timeout=60)
+        assert second.returncode == 2 and "serves it already" in second.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    wait_released(cfg.clickhouse.chdb_path, timeout_s=1)
+    assert not owner_file(cfg.clickhouse.chdb_path).exists()
+
+
 def test_report_prints_funnels_metrics_and_the_drill_down_from_clickhouse(tmp_path):
     from tests.test_warehouse import ev, ident, write
     from tracktor import warehouse
 
     cfg = make_config(tmp_path, "cli-report")
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     warehouse.migrate(client, cfg.clickhouse.database)
     steps = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
     rows = [ev("a-1", steps[0], 0, app="demo-video"), ev("u1", steps[1], 1, app="demo-video"),

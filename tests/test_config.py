@@ -66,6 +66,9 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     (lambda t: t["apps"][1]["funnels"]["checkout"].update(people=[{"property": "plan", "op": "set", "value": 1}]),
      "apps[1].funnels.checkout.people[0]: 'set' takes no value"),
     (lambda t: t.update(api={"port": -1}), "api.port: expected an integer >= 0"),
+    (lambda t: t["clickhouse"]["http"].update(host="0.0.0.0"), "clickhouse.http.host: the embedded warehouse serves "
+                                                               "this machine only"),
+    (lambda t: t["clickhouse"].update(users={"reader": {"password": ""}}), "clickhouse.users.reader.password"),
 ])
 def test_a_bad_value_is_reported_with_its_key(tmp_path, mutate, message):
     tree = copy.deepcopy(SHIPPED)

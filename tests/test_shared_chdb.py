@@ -1,4 +1,5 @@
-"""The embedded warehouse shared between processes: one owner, the others forward to it."""
+"""The embedded warehouse shared between processes: one owner, the others reach it through
+its ClickHouse HTTP interface, and whoever comes next takes over when the owner goes."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,14 @@ import subprocess
 import sys
 import textwrap
 
+import clickhouse_connect
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 
+from tests.conftest import OtherOwner
 from tracktor import ROOT, warehouse
-from tracktor.warehouse.shared import OwnerClient, OwnerError, RemoteClient, owner_file
+from tracktor.config.settings import ClickHouseSettings
+from tracktor.warehouse.shared import OwnerClient, SharedClient, owner_file, users_file, wait_released
 
 
 def other_process(path, code: str) -> str:
@@ -28,17 +33,20 @@ def test_a_second_process_reads_and_writes_through_the_owner(tmp_path):
     assert isinstance(owner, OwnerClient)
     owner.command("CREATE TABLE t (d Date, ts DateTime64(3, 'UTC'), s String) ENGINE = MergeTree ORDER BY d")
     info = json.loads(owner_file(path.resolve()).read_text())
-    assert oct(owner_file(path.resolve()).stat().st_mode & 0o777) == "0o600" and info["pid"] == os.getpid()
+    for private in (owner_file(path.resolve()), users_file(path.resolve())):
+        assert oct(private.stat().st_mode & 0o777) == "0o600"
+    assert info["pid"] == os.getpid() and info["port"] == owner.endpoint.port and info["user"] == "writer"
     out = other_process(path, """
         from datetime import date, datetime, timezone
-        from tracktor.warehouse.shared import RemoteClient
-        assert isinstance(client, RemoteClient)
+        from clickhouse_connect.driver.httpclient import HttpClient
+        from tracktor.warehouse.shared import SharedClient
+        assert isinstance(client, SharedClient) and isinstance(client.remote, HttpClient)  # ClickHouse's HTTP client
         client.insert("t", [[date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc), "x"]], column_names=["d", "ts", "s"])
         rows = client.query("SELECT d, ts, s FROM t WHERE s = {s:String}", parameters={"s": "x"}).result_rows
         print(repr(rows))
     """)
+    assert out.strip() == repr(owner.query("SELECT d, ts, s FROM t").result_rows)  # the same values either way
     assert "datetime.date(2026, 1, 2)" in out and "'x'" in out
-    assert owner.query("SELECT count() FROM t").result_rows == [(1,)]
     owner.close()
     assert not owner_file(path.resolve()).exists()
 
@@ -48,40 +56,75 @@ def test_errors_come_back_to_the_caller_and_the_owner_goes_on(tmp_path):
     owner = warehouse.connect(f"chdb://{path}")
     try:
         out = other_process(path, """
-            from tracktor.warehouse.shared import OwnerError
+            from clickhouse_connect.driver.exceptions import DatabaseError
             try:
                 client.query("SELECT * FROM no_such_table")
-            except OwnerError as e:
+            except DatabaseError as e:
                 print("refused:", e)
         """)
-        assert "refused:" in out and "no_such_table" in out
+        assert "refused:" in out and "Code: 60" in out and "no_such_table" in out
         assert owner.query("SELECT 1").result_rows == [(1,)]
     finally:
         owner.close()
 
 
-def test_a_wrong_token_is_refused(tmp_path):
+def test_a_wrong_password_is_refused(tmp_path):
     path = tmp_path / "wh"
     owner = warehouse.connect(f"chdb://{path}")
     try:
-        intruder = RemoteClient(path.resolve())
-        intruder.address = {**json.loads(owner_file(path.resolve()).read_text()), "token": "guess"}
-        with pytest.raises(OwnerError, match="wrong token"):
-            intruder.query("SELECT 1")
+        with pytest.raises(DatabaseError, match="516.*AUTHENTICATION_FAILED"):
+            clickhouse_connect.get_client(host="127.0.0.1", port=owner.endpoint.port, username="writer", password="guess")
     finally:
         owner.close()
 
 
-def test_when_the_owner_leaves_a_reader_takes_over(tmp_path):
-    path = tmp_path / "wh"
-    first = warehouse.connect(f"chdb://{path}")
-    first.command("CREATE TABLE t (n UInt8) ENGINE = MergeTree ORDER BY n")
-    first.insert("t", [[7]], column_names=["n"])
-    reader = RemoteClient(path.resolve())
+def test_configured_passwords_replace_the_generated_ones(tmp_path):
+    settings = ClickHouseSettings(dsn=f"chdb://{tmp_path / 'wh'}", http={"port": 0},
+                                  users={"reader": {"password": "bi-secret"}})
+    owner = warehouse.connect(settings)
+    try:
+        bi = clickhouse_connect.get_client(host="127.0.0.1", port=owner.endpoint.port, username="reader",
+                                           password="bi-secret")
+        assert bi.query("SELECT 2").result_rows == [(2,)]
+        generated = json.loads(users_file((tmp_path / "wh").resolve()).read_text())
+        with pytest.raises(DatabaseError, match="516"):
+            clickhouse_connect.get_client(host="127.0.0.1", port=owner.endpoint.port, username="reader",
+                                          password=generated["reader"])
+    finally:
+        owner.close()
+
+
+@pytest.mark.parametrize("leaves", ["closes", "is killed"])
+def test_when_the_owner_leaves_a_reader_takes_over(tmp_path, leaves):
+    dsn = f"chdb://{tmp_path / 'wh'}"
+    other = OtherOwner(dsn)
+    reader = warehouse.connect(dsn)
+    assert isinstance(reader, SharedClient)
+    reader.command("CREATE TABLE t (n UInt8) ENGINE = MergeTree ORDER BY n")
+    reader.insert("t", [[7]], column_names=["n"])
     assert reader.query("SELECT n FROM t").result_rows == [(7,)]
-    first.close()  # the owner goes; the reader's next call finds nobody and takes the path
-    assert reader.query("SELECT n FROM t").result_rows == [(7,)]
-    assert reader.local is not None and owner_file(path.resolve()).exists()
+    other.stop() if leaves == "closes" else other.kill()  # SIGKILL: the kernel drops its lock
+    assert reader.query("SELECT n FROM t").result_rows == [(7,)]  # the next call takes the path
+    assert isinstance(reader.local, OwnerClient) and json.loads(owner_file((tmp_path / "wh").resolve()).read_text())[
+        "pid"] == os.getpid()
+    reader.close()
+
+
+def test_an_owner_that_closes_answers_the_query_it_runs_first(tmp_path):
+    import threading
+    import time
+
+    dsn = f"chdb://{tmp_path / 'wh'}"
+    other = OtherOwner(dsn)
+    reader = warehouse.connect(dsn)
+    answers = []
+    slow = threading.Thread(target=lambda: answers.append(reader.query("SELECT sleep(2)").result_rows))
+    slow.start()
+    time.sleep(0.5)
+    other.stop()  # waits for the query's session: the next owner must be able to open the engine
+    slow.join(30)
+    assert answers == [[(0,)]]
+    assert reader.query("SELECT 3").result_rows == [(3,)] and isinstance(reader.local, OwnerClient)
     reader.close()
 
 
@@ -95,7 +138,6 @@ def test_the_same_process_shares_its_own_connection(tmp_path):
 
 
 def test_waiting_for_the_owner_to_let_go(tmp_path):
-    from tracktor.warehouse.shared import wait_released
     path = tmp_path / "wh"
     wait_released(path)  # nobody ever opened it
     proc = subprocess.Popen([sys.executable, "-c", "import time\nfrom tracktor import warehouse\n"

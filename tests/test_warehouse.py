@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import BEGINNING, ONE_MINUTE
+from tests.conftest import BEGINNING, ONE_MINUTE, OtherOwner
 from tracktor.analytics import queries as analytics
 from tracktor import warehouse
 from tracktor.config import Criterion, Funnel, metric_from
@@ -18,12 +18,18 @@ DAY = date(2026, 1, 1)
 ABCD = Funnel.of("abcd", ("A", "B", "C", "D"), None)
 
 
-@pytest.fixture()
-def client(tmp_path):
-    c = warehouse.connect(f"chdb://{tmp_path / 'wh'}")
+@pytest.fixture(params=["owner", "over_http"])
+def client(tmp_path, request):
+    """The warehouse as its owner sees it, and as a process sees it through the owner's HTTP
+    interface: every answer must be the same."""
+    dsn = f"chdb://{tmp_path / 'wh'}"
+    other = OtherOwner(dsn) if request.param == "over_http" else None
+    c = warehouse.connect(dsn)
     warehouse.migrate(c, DB)
     yield c
     c.close()
+    if other:
+        other.stop()
 
 
 def write(client, role, records, db=DB):

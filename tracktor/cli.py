@@ -11,6 +11,7 @@
   segments apply FILE|delete NAME    change segments while segment_eval runs
   people delete APP ID               delete a person, all their ids and data
   serve                     the analytics JSON API and charts over HTTP
+  warehouse serve           own the embedded warehouse and serve its ClickHouse HTTP interface
   demo                      the whole pipeline over sample data, with results
 
 --config FILE (default: tracktor.yaml) goes before or after the command.
@@ -58,7 +59,7 @@ def cmd_topics(args) -> int:
 def cmd_migrate(args) -> int:
     from tracktor import warehouse
     cfg = _cfg(args)
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     try:
         applied = warehouse.migrate(client, cfg.clickhouse.database)
     finally:
@@ -115,7 +116,7 @@ def cmd_report(args) -> int:
     except (report.NotFound, ValueError) as e:
         raise config_mod.ConfigError(str(e)) from None
     fmt = "json" if args.json else "html" if args.html else "table"
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     try:
         warehouse.migrate(client, cfg.clickhouse.database)  # an empty warehouse answers zeros, not errors
         text = report.render(q, report.answer(client, cfg.clickhouse.database, q), fmt)
@@ -162,8 +163,8 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
-def _serve(server, banner: str) -> int:
-    """Print the banner, serve (logging at INFO) until SIGINT or SIGTERM, then stop the server."""
+def _serve(stop, banner: str) -> int:
+    """Print the banner, serve (logging at INFO) until SIGINT or SIGTERM, then call `stop`."""
     import logging
     import signal
     import threading
@@ -174,7 +175,7 @@ def _serve(server, banner: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
-    server.stop()
+    stop()
     return 0
 
 
@@ -186,7 +187,7 @@ def cmd_collector(args) -> int:
     bootstrap = stack.resolve_bootstrap(cfg)
     topics.ensure_topics(bootstrap, cfg.kafka)
     collector = CollectorProcesses(cfg, bootstrap, args.workers, port=args.port).start()
-    return _serve(collector, f"collector at {collector.address} ({collector.workers} processes) "
+    return _serve(collector.stop, f"collector at {collector.address} ({collector.workers} processes) "
                              f"-> {cfg.topics['raw']} on {bootstrap}")
 
 
@@ -194,7 +195,24 @@ def cmd_serve(args) -> int:
     from tracktor.analytics.api import Api
     cfg = _cfg(args)
     api = Api(cfg, port=args.port).start()
-    return _serve(api, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse.dsn})")
+    return _serve(api.stop, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse.dsn})")
+
+
+def cmd_warehouse(args) -> int:
+    from tracktor import warehouse
+    from tracktor.warehouse.shared import OwnerClient, owner_file, users_file
+    cfg = _cfg(args)
+    path = cfg.clickhouse.chdb_path
+    if path is None:
+        raise config_mod.ConfigError(f"clickhouse.dsn is {cfg.clickhouse.dsn}: a ClickHouse server serves itself")
+    client = warehouse.connect(cfg.clickhouse)
+    if not isinstance(client, OwnerClient):
+        client.close()
+        raise RuntimeError(f"another process owns {path} and serves it already (see {owner_file(path)})")
+    warehouse.migrate(client, cfg.clickhouse.database)
+    return _serve(client.close, f"ClickHouse HTTP interface of {path} at http://{cfg.clickhouse.http.host}:"
+                                f"{client.endpoint.port}: users writer and reader, their passwords in "
+                                f"clickhouse.users or else {users_file(path)} (docs/warehouse.md)")
 
 
 def cmd_demo(args) -> int:
@@ -267,6 +285,9 @@ def parser() -> argparse.ArgumentParser:
     c = command("collector", cmd_collector, help="serve the HTTP tracking API (to tracktor.raw)")
     c.add_argument("--port", type=int, default=None, help="port (default: collector.port in the config)")
     c.add_argument("--workers", type=_at_least_one, default=None, help="processes serving the port (default: collector.workers)")
+
+    w = command("warehouse", cmd_warehouse, help="the embedded warehouse's ClickHouse HTTP interface")
+    w.add_argument("action", choices=("serve",), help="own the warehouse and serve it in the foreground")
 
     d = command("demo", cmd_demo, help="the whole pipeline over sample data")
     d.add_argument("--people", type=int, default=2000, help="visitors per app")

@@ -111,7 +111,7 @@ def test_the_same_derived_records_at_parallelism_1_and_2(run):
 
 def test_derived_events_reach_clickhouse_like_any_event(run):
     cfg, derived, _ = run
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     try:
         rows = client.query(f"SELECT event, count() FROM {cfg.clickhouse.database}.events FINAL WHERE kind = 'derived' "
                             "GROUP BY event ORDER BY event").result_rows

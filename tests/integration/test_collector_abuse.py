@@ -234,7 +234,7 @@ def test_good_calls_after_all_of_it_are_accepted_and_reach_clickhouse_and_forger
     assert got == 200, body
     run_jobs(cfg, kafka)
 
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
     try:
         ids = {r[0] for r in client.query(f"SELECT event_id FROM {db}.events WHERE event_id LIKE 'after-abuse-%'").result_rows}

@@ -69,7 +69,7 @@ def test_clickhouse_gives_the_same_answers_and_the_reference_ones(runs):
     expected = reference.funnel(envs, "demo-video", list(steps), BEGINNING, BEGINNING + 3 * ONE_DAY, 3 * ONE_DAY)
     answers = []
     for cfg, _ in results.values():
-        client = warehouse.connect(cfg.clickhouse.dsn)
+        client = warehouse.connect(cfg.clickhouse)
         try:
             f = analytics.funnel(client, cfg.clickhouse.database, "demo-video", Funnel.of("f", steps, None),
                                  date(2026, 1, 1), date(2026, 1, 3))

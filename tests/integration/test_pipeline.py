@@ -88,7 +88,7 @@ def run(kafka, tmp_path_factory):
     run_jobs(cfg, kafka)
 
     topics = {role: read_topic(kafka, cfg.topics[role]) for role in ("events", "identities", "profiles", "dead_letter")}
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     yield SimpleNamespace(cfg=cfg, envs=envs, topics=topics, client=client, db=cfg.clickhouse.database)
     client.close()
 

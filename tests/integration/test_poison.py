@@ -118,7 +118,7 @@ def test_every_poison_record_is_a_dead_letter_with_a_reason_naming_its_topic(run
 
 def test_the_records_after_the_poison_are_processed(run):
     cfg, _, _ = run
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
     try:
         events = {r[0] for r in client.query(f"SELECT event_id FROM {db}.events").result_rows}

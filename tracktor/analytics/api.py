@@ -92,7 +92,7 @@ class Api:
     def warehouse(self):
         with self.lock:
             if self.client is None:
-                self.client = warehouse.connect(self.cfg.clickhouse.dsn)
+                self.client = warehouse.connect(self.cfg.clickhouse)
                 warehouse.migrate(self.client, self.database)
             return self.client
 

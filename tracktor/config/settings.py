@@ -1,6 +1,7 @@
 """The sections of tracktor.yaml, each a typed model with its defaults here and nowhere else."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -53,12 +54,44 @@ def _relative_to_file(path: str, info: ValidationInfo) -> Path:
     return (Path(base) / path).resolve()
 
 
+class WarehouseHttp(Model):
+    """The embedded warehouse's ClickHouse HTTP interface, served by whichever process owns
+    the warehouse (docs/warehouse.md)."""
+    host: Text = "127.0.0.1"    # loopback only: the endpoint has no TLS
+    port: Port = 8123           # 0: a free port; either way the one in use is in <warehouse>.owner.json
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"the embedded warehouse serves this machine only: expected 127.0.0.1, ::1 or "
+                             f"localhost, got {host!r} (other machines need a ClickHouse server)")
+        return host
+
+
+class WarehouseUser(Model):
+    # None: generated on the warehouse's first start and kept in <warehouse>.users.json (mode 0600)
+    password: Text | None = None
+
+
+class WarehouseUsers(Model):
+    writer: WarehouseUser = WarehouseUser()   # what Tracktor's own processes log in as (by themselves)
+    reader: WarehouseUser = WarehouseUser()   # readonly, no files or URLs: for BI tools
+
+
 class ClickHouseSettings(Model):
     """`dsn`: chdb:///ABSOLUTE/PATH (clickhouse-connect's convention), chdb:RELATIVE/PATH
     (relative to the config file), chdb://memory, or http(s)://user:pass@host:port of a
-    ClickHouse server. Loaded, a chdb path is always absolute: chdb:///…"""
+    ClickHouse server. Loaded, a chdb path is always absolute: chdb:///…
+    `http` and `users` are the embedded warehouse's (a chdb path), not a server's."""
     dsn: Text
     database: Identifier = "tracktor"
+    http: WarehouseHttp = WarehouseHttp()
+    users: WarehouseUsers = WarehouseUsers()
 
     @field_validator("dsn")
     @classmethod

@@ -95,7 +95,7 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
             print(f"    {name} finished in {timings[name]:.1f}s", flush=True)
 
     step("reading the answers from ClickHouse (chDB)")
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
     first, last = analytics.date_range("last-7-days", today=today)
     for app in cfg.apps.values():

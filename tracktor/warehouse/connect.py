@@ -1,17 +1,17 @@
-"""A ClickHouse client for a DSN (clickhouse.dsn in the config)."""
+"""A ClickHouse client for the config's clickhouse section (or a bare DSN)."""
 from __future__ import annotations
 
-from pathlib import Path
+from tracktor.config.settings import ClickHouseSettings
 
 
-def connect(dsn: str):
-    """A client for the DSN. A chDB path is shared between processes (shared.py): the first
-    to connect owns it and serves the others, so readers work while jobs write."""
+def connect(clickhouse: ClickHouseSettings | str):
+    """A client for `clickhouse` (cfg.clickhouse, or a DSN with the section's defaults). A chDB
+    path is shared between processes (shared.py): the first to connect owns it and serves
+    the others over ClickHouse's HTTP interface, so readers work while jobs write."""
     import clickhouse_connect
 
-    if dsn.startswith("chdb://"):
-        path = dsn[len("chdb://"):]
-        if path and path != "memory":
-            from tracktor.warehouse.shared import open_path
-            return open_path(Path(path))
-    return clickhouse_connect.get_client(dsn=dsn)
+    settings = ClickHouseSettings(dsn=clickhouse) if isinstance(clickhouse, str) else clickhouse
+    if settings.chdb_path is not None:
+        from tracktor.warehouse.shared import open_path
+        return open_path(settings.chdb_path, settings)
+    return clickhouse_connect.get_client(dsn=settings.dsn)

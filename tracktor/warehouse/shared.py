@@ -1,85 +1,101 @@
 """One chDB warehouse shared by every process on the machine.
 
 chDB locks its data path to the process that opened it, yet in embedded mode metric_rollup
-writes the warehouse while `report`, the HTTP API and tests read it. So the first process
-to open a path *owns* it: it holds an exclusive lock file, opens chDB, and serves the
-same client calls (query, command, insert) to the other processes on 127.0.0.1, with a
-random token written to `<path>.owner.json` (mode 0600). Every other process gets a
-`RemoteClient` that forwards its calls there. When the owner closes, the next caller
-takes the lock and becomes the owner; a RemoteClient whose owner went away re-resolves
-on its next call, so a reader outlives the writer and the other way round.
+writes the warehouse while `report`, the HTTP API, BI tools and tests read it. So the first
+process to open a path *owns* it: it holds an exclusive lock file, opens chDB, and serves
+ClickHouse's own HTTP interface on 127.0.0.1 (http.py), with the users `writer` and
+`reader`. It publishes its port and the writer's credentials in `<path>.owner.json`
+(mode 0600). Every other Tracktor process talks to it with clickhouse-connect's ordinary
+HTTP client, as to a ClickHouse server. When the owner closes (or dies: the kernel drops
+its lock), the next call of any client takes the lock and becomes the owner, so a reader
+outlives the writer and the other way round.
 
-Against a ClickHouse server none of this is used: clickhouse-connect talks to it directly.
+Against a ClickHouse server (an http(s) DSN) none of this is used.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import logging
 import os
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
-from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tracktor.config.settings import ClickHouseSettings
+
+log = logging.getLogger(__name__)
 OWNER_WAIT_S = 10.0  # how long a newcomer waits for the lock holder to publish its address
+WRITER, READER = "writer", "reader"
 
 
-# -- values over the wire: JSON with dates and datetimes tagged ---------------------------
-def _encode(value):
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, date):
-        return {"$d": value.isoformat()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    return value
+def owner_file(path: Path) -> Path:
+    return path.with_name(path.name + ".owner.json")
 
 
-def _decode(value):
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if isinstance(value, dict):
-        if len(value) == 1 and "$dt" in value:
-            return datetime.fromisoformat(value["$dt"])
-        if len(value) == 1 and "$d" in value:
-            return date.fromisoformat(value["$d"])
-        return {k: _decode(v) for k, v in value.items()}
-    return value
+def users_file(path: Path) -> Path:
+    return path.with_name(path.name + ".users.json")
 
 
-class Result:
-    """What callers read from a query: `result_rows`, as from clickhouse-connect."""
-
-    def __init__(self, rows: list):
-        self.result_rows = [tuple(r) for r in rows]
+def lock_file(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
 
 
-# -- the owner ------------------------------------------------------------------------------
+def _write_private(path: Path, content: dict) -> None:
+    """Write a new mode-0600 file that is no link (O_EXCL: never one that was there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(content, f)
+
+
+def _read_private(path: Path) -> dict:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as f:
+        return json.load(f)
+
+
+def passwords(path: Path, users) -> dict[str, str]:
+    """The writer's and the reader's passwords: tracktor.yaml's, else those generated on the
+    warehouse's first start and kept in users_file(path). Only the owner calls this: it
+    holds the lock, so nobody else creates the file at the same time."""
+    generated = users_file(path)
+    if not generated.exists():
+        _write_private(generated, {WRITER: secrets.token_urlsafe(24), READER: secrets.token_urlsafe(24)})
+    kept = _read_private(generated)
+    return {WRITER: users.writer.password or kept[WRITER], READER: users.reader.password or kept[READER]}
+
+
 class OwnerClient:
-    """The chDB client of the owning process, serialised by a lock and served to others."""
+    """The chDB client of the owning process, serialised by a lock, whose HTTP endpoint
+    serves the others."""
 
-    def __init__(self, path: Path, lock_fd: int):
+    def __init__(self, path: Path, lock_fd: int, settings: ClickHouseSettings):
         import clickhouse_connect
+
+        from tracktor.warehouse.http import Endpoint
 
         self.path, self.lock_fd = path, lock_fd
         self.users = 1  # open_path calls of this process not closed yet
         self.client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
         self.mutex = threading.Lock()
-        self.token = secrets.token_hex(16)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), name="chdb-owner", daemon=True).start()
+        secret = passwords(path, settings.users)
+        users = {WRITER: (secret[WRITER], False), READER: (secret[READER], True)}
+        engine = os.path.realpath(path)  # chDB's name for the engine this process opened
+        try:
+            self.endpoint = Endpoint(engine, self.mutex, users, settings.http.host, settings.http.port)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or settings.http.port == 0:
+                raise
+            self.endpoint = Endpoint(engine, self.mutex, users, settings.http.host, 0)
+            log.warning("port %d is taken: the warehouse's HTTP interface is on %d instead", settings.http.port,
+                        self.endpoint.port)
         info = owner_file(path)
-        tmp = info.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"port": self.server.server_address[1], "token": self.token, "pid": os.getpid()}, f)
+        tmp = info.with_name(f"{info.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        _write_private(tmp, {"pid": os.getpid(), "host": settings.http.host, "port": self.endpoint.port,
+                             "user": WRITER, "password": secret[WRITER]})
         os.replace(tmp, info)
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None):
@@ -99,8 +115,7 @@ class OwnerClient:
         if self.users > 0 or self.client is None:
             return
         _OWNED.pop(self.path, None)
-        self.server.shutdown()
-        self.server.server_close()
+        self.endpoint.close()
         owner_file(self.path).unlink(missing_ok=True)
         with self.mutex:
             self.client.close()  # releases chDB's own lock on the path
@@ -108,106 +123,67 @@ class OwnerClient:
         os.close(self.lock_fd)  # and ours: the next caller becomes the owner
 
 
-def _handler(owner: OwnerClient):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+class SharedClient:
+    """The warehouse from a process that does not own it: clickhouse-connect's HTTP client to
+    the owner's endpoint. When the owner has gone, the next call finds the new one, or makes
+    this process the owner."""
 
-        def do_POST(self):
-            if not secrets.compare_digest(self.headers.get("X-Tracktor-Token", ""), owner.token):
-                return self._answer(403, {"error": "wrong token"})
-            try:
-                call = _decode(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
-                if self.path == "/query":
-                    out = owner.query(call["sql"], call.get("parameters"), call.get("settings")).result_rows
-                elif self.path == "/command":
-                    out = owner.command(call["sql"], call.get("parameters"))
-                    out = out if isinstance(out, (int, str, list)) or out is None else str(out)
-                elif self.path == "/insert":
-                    owner.insert(call["table"], call["data"], call["column_names"])
-                    out = None
-                else:
-                    return self._answer(404, {"error": f"no call {self.path}"})
-            except Exception as e:  # the caller re-raises it: a bad query must not kill the owner
-                return self._answer(500, {"error": f"{type(e).__name__}: {e}"})
-            self._answer(200, {"result": _encode(out)})
-
-        def _answer(self, status: int, body: dict):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
-
-
-# -- everyone else ----------------------------------------------------------------------------
-class OwnerError(RuntimeError):
-    """The owning process answered with an error (the message is ClickHouse's)."""
-
-
-class RemoteClient:
-    """Forwards calls to the owning process; finds the next owner if this one went away."""
-
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, settings: ClickHouseSettings):
+        self.path, self.settings = path, settings
         self.local: OwnerClient | None = None
-        self.address: dict | None = None
+        self.remote = None  # clickhouse-connect's HttpClient
 
-    def _call(self, what: str, body: dict, local, remote=lambda result: result):
-        """`remote(answer)` of the owner's answer to `what`, or `local(owner)` once this
-        process has become the owner (the previous one left)."""
+    def _call(self, call):
+        """`call(client)` with the owner's endpoint (or this process's own client, once it owns
+        the warehouse); once more after a fresh look if the endpoint did not answer."""
+        from clickhouse_connect.driver.exceptions import OperationalError
+        from urllib3.exceptions import HTTPError
+
         for attempt in range(2):
-            if self.local is None and self.address is None:
-                self.local, self.address = _resolve(self.path)
-            if self.local is not None:
-                return local(self.local)
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{self.address['port']}/{what}", data=json.dumps(_encode(body)).encode(),
-                headers={"X-Tracktor-Token": self.address["token"], "Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=600) as resp:
-                    return remote(_decode(json.loads(resp.read())["result"]))
-            except urllib.error.HTTPError as e:
-                raise OwnerError(json.loads(e.read()).get("error", str(e))) from None
-            except OSError:
-                if attempt:
+                return call(self._client())
+            except OperationalError as e:
+                if attempt or not isinstance(e.__cause__, HTTPError):  # an answer, not a dead owner
                     raise
-                self.address = None  # the owner is gone: look again
+                if self.remote is not None:
+                    self.remote.close()
+                self.remote = None
+
+    def _client(self):
+        if self.local is None and self.remote is None:
+            local, address = _resolve(self.path, self.settings)
+            if local is not None:
+                self.local = local
+            else:
+                import clickhouse_connect
+                self.remote = clickhouse_connect.get_client(
+                    host=address["host"], port=address["port"], username=address["user"], password=address["password"],
+                    compress=False, autogenerate_session_id=False)  # loopback: compression would only cost CPU
+        return self.local or self.remote
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None):
-        return self._call("query", {"sql": sql, "parameters": parameters, "settings": settings},
-                          lambda owner: owner.query(sql, parameters, settings), Result)
+        return self._call(lambda c: c.query(sql, parameters=parameters, settings=settings))
 
     def command(self, sql: str, parameters: dict | None = None):
-        return self._call("command", {"sql": sql, "parameters": parameters},
-                          lambda owner: owner.command(sql, parameters))
+        return self._call(lambda c: c.command(sql, parameters=parameters))
 
     def insert(self, table: str, data: list, column_names: list[str]):
-        self._call("insert", {"table": table, "data": data, "column_names": column_names},
-                   lambda owner: owner.insert(table, data, column_names))
+        return self._call(lambda c: c.insert(table, data, column_names=column_names))
 
     def close(self) -> None:
         if self.local:
             self.local.close()
             self.local = None
-
-
-def owner_file(path: Path) -> Path:
-    return path.with_name(path.name + ".owner.json")
-
-
-def lock_file(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
+        if self.remote:
+            self.remote.close()
+            self.remote = None
 
 
 _OWNED: dict[Path, OwnerClient] = {}  # paths this process owns
 
 
-def _resolve(path: Path) -> tuple[OwnerClient | None, dict | None]:
-    """Become the owner if nobody is, else the owner's address."""
+def _resolve(path: Path, settings: ClickHouseSettings) -> tuple[OwnerClient | None, dict | None]:
+    """Become the owner if nobody is, else the owner's address and the writer's credentials."""
     if path in _OWNED:
         _OWNED[path].users += 1
         return _OWNED[path], None
@@ -219,15 +195,18 @@ def _resolve(path: Path) -> tuple[OwnerClient | None, dict | None]:
         except BlockingIOError:
             os.close(fd)
             try:
-                info = json.loads(owner_file(path).read_text())
-                return None, info
+                return None, _read_private(owner_file(path))
             except (FileNotFoundError, ValueError):
                 pass  # the owner is starting or stopping
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} is locked but its owner publishes no address ({owner_file(path)})")
             time.sleep(0.05)
             continue
-        _OWNED[path] = OwnerClient(path, fd)
+        try:
+            _OWNED[path] = OwnerClient(path, fd, settings)
+        except BaseException:
+            os.close(fd)
+            raise
         return _OWNED[path], None
 
 
@@ -252,13 +231,9 @@ def wait_released(path: Path, timeout_s: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def open_path(path: Path):
-    """The warehouse at `path`: the owner's client, or a RemoteClient to the owner."""
+def open_path(path: Path, settings: ClickHouseSettings):
+    """The warehouse at `path`: the owner's client, or a SharedClient to the owner."""
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    local, address = _resolve(path)
-    if local is not None:
-        return local
-    remote = RemoteClient(path)
-    remote.address = address
-    return remote
+    client = SharedClient(path, settings)
+    return client.local if client._call(lambda c: c) is client.local else client

@@ -74,7 +74,7 @@ def run(kafka, tmp_path_factory):
 
 def rows_naming(cfg, ids) -> dict[str, int]:
     """Rows naming one of `ids` in each table of the warehouse that names people."""
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
     try:
         tables = {}
@@ -99,7 +99,7 @@ def test_nothing_of_the_deleted_person_remains_in_any_table(run):
     before = rows_naming(cfg, ANN_IDS - {"ann"})
     assert set(before) >= {"events", "identities", "persons", "property_sets", "segment_changes", "event_daily"}
     assert not any(before.values()), before
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     try:
         ann = client.query(f"SELECT event_id, person_id, toUnixTimestamp64Milli(received_at) FROM "
                            f"{cfg.clickhouse.database}.events WHERE distinct_id = 'ann' OR person_id = 'ann'").result_rows

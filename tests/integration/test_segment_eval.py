@@ -149,7 +149,7 @@ def test_a_replay_at_the_same_parallelism_gives_the_same_records(run):
 
 def test_members_land_in_clickhouse_and_report_segment_lists_them(run):
     cfg = run[2][1][0]  # metric_rollup ran on the parallelism-1 run's topics
-    client = warehouse.connect(cfg.clickhouse.dsn)
+    client = warehouse.connect(cfg.clickhouse)
     try:
         item1 = analytics.segment(client, cfg.clickhouse.database, APP, "item1", date(2026, 1, 1), date(2026, 1, 3))
         basic = analytics.segment(client, cfg.clickhouse.database, APP, "basic", date(2026, 1, 1), date(2026, 1, 1))

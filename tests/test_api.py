@@ -168,3 +168,18 @@ def test_changes_need_the_apps_admin_token_not_its_read_token(api):
     assert status == 400 and "256" in err["error"]
     status, err = send(api, "GET", "/api/v1/apps/demo-video/people/u1", token=read)
     assert status == 405
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b'{"definitions": {"n": {"where": {"property": "age", "op": "gt", "value": NaN}}}}', "NaN is not a JSON number"),
+    (b'{"definitions": {"n": {"where": {"property": "age", "op": "gt", "value": 18446744073709551616}}}}', "64-bit"),
+    (b"[" * 5000 + b"]" * 5000, "nests too deeply"),
+    (b'{"definitions": {"ok": null, "": null}}', "a segment name is 1-256 characters"),
+    (json.dumps({"definitions": {"x" * 300: None}}).encode(), "a segment name is 1-256 characters"),
+])
+def test_a_segment_change_the_job_could_not_take_is_a_400(api, raw, words):
+    req = urllib.request.Request(api.address + "/api/v1/apps/demo-video/segments", method="POST", data=raw,
+                                 headers={"Authorization": f"Bearer {api.cfg.apps['demo-video'].admin_token}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=60)
+    assert err.value.code == 400 and words in json.loads(err.value.read())["error"]

@@ -48,6 +48,8 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     (lambda t: t["apps"][1].update(sid="demo-video"), "apps[1].sid: duplicate sid 'demo-video'"),
     (lambda t: t["apps"][0].update(sid="bad sid!"), "apps[0].sid: expected 1-64 letters"),
     (lambda t: t["clickhouse"].update(dsn="mysql://x"), "clickhouse.dsn: expected chdb:PATH, chdb:///ABSOLUTE/PATH or http(s)://host:port, got 'mysql://x'"),
+    (lambda t: t["clickhouse"].update(dsn="chdb://srv/wh"), "clickhouse.dsn: 'chdb://srv/wh' is ambiguous: write "
+                                                            "chdb:///ABSOLUTE/PATH, or chdb:RELATIVE/PATH"),
     (lambda t: t["clickhouse"].update(database="x; DROP"), "clickhouse.database: expected an identifier"),
     (lambda t: t.update(extra=1), "(top): unknown key 'extra'"),
     (lambda t: t["apps"][0].update(advanced_events=["teleport"]), "apps[0].advanced_events[0]: expected one of"),
@@ -92,3 +94,31 @@ def test_durations():
     assert config.parse_duration(15) == 15
     with pytest.raises(ValueError):
         config.parse_duration("-3m")
+
+
+def test_an_absolute_chdb_path_is_that_path_wherever_the_config_file_is(tmp_path):
+    """chdb:///ABS is the path itself (clickhouse-connect's convention), not a folder under the
+    config's: what one config writes there, another config elsewhere reads from the same path."""
+    from tracktor import warehouse
+    target = tmp_path / "srv" / "tracktor" / "warehouse"
+    etc, elsewhere = tmp_path / "etc" / "tracktor", tmp_path / "home" / "me"
+    for folder, dsn in ((etc, f"chdb://{target}"), (elsewhere, "chdb:../../srv/tracktor/warehouse")):
+        folder.mkdir(parents=True)
+        tree = copy.deepcopy(SHIPPED)
+        tree["clickhouse"]["dsn"] = dsn
+        (folder / "tracktor.yaml").write_text(yaml.safe_dump(tree))
+    first = config.load(etc / "tracktor.yaml")
+    assert first.clickhouse.chdb_path == target
+    client = warehouse.connect(first.clickhouse)
+    warehouse.migrate(client, first.clickhouse.database)
+    client.command(f"INSERT INTO {first.clickhouse.database}.identities (app, distinct_id, person_id, ts) "
+                   "VALUES ('a', 'x', 'p', now64(3))")
+    client.close()
+    assert target.is_dir() and not (etc / "srv").exists()
+    second = config.load(elsewhere / "tracktor.yaml")
+    assert second.clickhouse.chdb_path == target
+    client = warehouse.connect(second.clickhouse)
+    try:
+        assert client.command(f"SELECT count() FROM {second.clickhouse.database}.identities") == 1
+    finally:
+        client.close()

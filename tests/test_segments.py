@@ -149,13 +149,23 @@ def test_state_shrinks_when_a_filtered_segment_goes_and_when_days_age_out():
     assert list(s.entries[f"{APP}:u"]["s"]["counts"]) == ["Other"]
 
 
+def _nested(levels: int) -> dict:
+    node = {"event": "x"}
+    for _ in range(levels):
+        node = {"all": [node]}
+    return node
+
+
 def test_invalid_definitions_name_the_segment_and_the_condition():
     for definition, words in [({"where": {"event": "x", "at_least": 0}}, "where.at_least"),
                               ({"where": {"all": [{"property": "age", "op": "gt", "value": "old"}]}},
                                "where.all[0].property: 'gt' compares numbers"),
                               ({"where": {"colour": "red"}}, "a condition needs one of"),
                               ({"where": {"event": "x", "within": "30d", "between": ["2026-01-01", "2026-02-01"]}},
-                               "within or between")]:
+                               "within or between"),
+                              ({"where": {"property": "age", "op": "gt", "value": float("nan")}}, "holds nan"),
+                              ({"where": {"property": "n", "op": "eq", "value": 2 ** 64}}, "64-bit"),
+                              ({"where": _nested(40)}, "nests deeper than 32 levels")]:
         with pytest.raises(ValueError) as err:
             parse_segment("bad", definition)
         assert "segment 'bad'" in str(err.value) and words in str(err.value)
@@ -164,6 +174,7 @@ def test_invalid_definitions_name_the_segment_and_the_condition():
 @pytest.mark.parametrize("have, op, want, expected", [
     (5, "gt", 4.5, True), ("5", "gt", 4, False), (3, "eq", 3.0, True), (None, "ne", 1, True),
     ("New York City", "contains", "York", True), (["a", "b"], "contains", "b", True), (2, "in", [1, 2.0], True),
+    (True, "eq", 1, False), (1, "in", [True], False), (True, "eq", True, True), (False, "ne", 0, True),
 ])
 def test_comparisons_compare_numbers_as_numbers(have, op, want, expected):
     assert compare(have, op, want, True) is expected
@@ -247,3 +258,50 @@ def test_a_deleted_person_leaves_every_segment_and_their_state_goes_with_a_merge
     deleted = [r for role, _, r, _ in s.outputs if role == "segments" and r["person_id"] == user and r["change"] == "exited"]
     assert all(r["cause"] == {"reason": "deleted"} for r in deleted)
     assert s.entries == {}  # neither the person nor the redirect of the merged-away id is left
+
+
+def test_a_deletion_held_by_the_merged_away_id_stays_out_of_the_survivor_and_leaves_no_redirect():
+    """identity_merge sends the merged-away id its $delete right after its $merge: it must not
+    travel on to the survivor (where it would land after the survivor's newer records) nor
+    leave a redirect behind (the id may come back as someone new)."""
+    s = Sim(logic(), "segment_eval")
+    anon, user, t = "a-3bxuAxl18r02UsdTUdk1Ri9", "unicorn", BEGINNING
+    feed(s, props(anon, t, age=30), ev(anon, "Item1", t + 1))
+    delete = {"person_id": user, "ids": [anon, user]}
+    feed(s, ev(anon, "$merge", t + 10, {"merged_into": user}, kind="merge"),
+         ev(user, "$merge", t + 10, {"merged": [anon]}, kind="merge"),
+         ev(anon, "$delete", t + 20, delete, kind="delete"), ev(user, "$delete", t + 20, delete, kind="delete"),
+         ev(user, "Item1", t + 30))  # the id unicorn taken up again after the deletion
+    s.clock(t + ONE_MINUTE)
+    s.deliver()
+    s.clock(t + 2 * ONE_MINUTE)
+    assert changes(s, user) == [("adults", "entered"), ("item1", "entered"),  # the merge, then the deletion
+                                ("adults", "exited"), ("item1", "exited"), ("item1", "entered")]  # the new unicorn
+    assert changes(s, anon) == [("adults", "entered"), ("item1", "entered"), ("adults", "exited"), ("item1", "exited")]
+    feed(s, props(anon, t + 40, age=40), clock=t + 3 * ONE_MINUTE)  # the id anon back: its own person
+    assert members(s, "adults") == {anon} and members(s, "item1") == {user}
+
+
+def test_a_segment_deleted_while_its_member_awaits_a_merge_lets_them_out_after_it():
+    lg = logic({"item2": {"where": {"event": "Item2"}}, "item1": {"where": {"event": "Item1"}}})
+    s = Sim(lg, "segment_eval")
+    anon, user, t = "a-3bxuAxl18r02UsdTUdk1Ri9", "unicorn", BEGINNING
+    feed(s, ev(user, "Item2", t), ev(anon, "Item1", t + 1))
+    feed(s, ev(anon, "$merge", t + 10, {"merged_into": user}, kind="merge"),
+         ev(user, "$merge", t + 10, {"merged": [anon]}, kind="merge"))
+    lg.adopt(f"{APP}:item2", None)
+    for key in list(s.entries):  # the survivor is merging: not revisited now
+        s._store(key, s.router.revisit(key, s.entries[key], t + 11, {"reason": "definition", "segment": "item2"}, s.out))
+    s.clock(t + ONE_MINUTE)
+    s.deliver()
+    assert members(s, "item2") == set() and members(s, "item1") == {user}
+
+
+def test_past_the_counter_cap_the_counters_segments_read_stay():
+    from udfs.segments import MAX_COUNTERS
+    s = Sim(logic({"buyer": {"where": {"event": "purchase"}}}), "segment_eval")
+    t = BEGINNING
+    feed(s, *[ev("u", f"noise-{i}", t + i) for i in range(MAX_COUNTERS + 5)], ev("u", "purchase", t + MAX_COUNTERS + 10))
+    counts = s.entries[f"{APP}:u"]["s"]["counts"]
+    assert len(counts) == MAX_COUNTERS and "purchase" in counts
+    assert members(s, "buyer") == {"u"}

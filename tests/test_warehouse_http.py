@@ -101,6 +101,10 @@ def test_the_reader_reads_views_but_cannot_write(served):
     "SELECT * FROM loop(numbers(1)) LIMIT 1",
     "SELECT * FROM default.notes WHERE a IN (SELECT length(line) FROM file('/etc/passwd', 'LineAsString'))",
     "SELECT 1 INTO OUTFILE '{tmp}/out.csv'",
+    "DESCRIBE TABLE (SELECT 1 AS `echo hi`) INTO OUTFILE '{tmp}/rc' APPEND FORMAT TSVRaw",
+    "SHOW TABLES FROM default INTO OUTFILE '{tmp}/t'",
+    "EXISTS TABLE default.notes INTO OUTFILE '{tmp}/e'",
+    "EXPLAIN SELECT 1 INTO OUTFILE '{tmp}/x'",
     "SELECT 1; SELECT file('/etc/passwd')",
     "SELECT * FROM default.notes FORMAT Protobuf SETTINGS format_schema = '/etc/passwd:x'",
     "SYSTEM FLUSH LOGS",
@@ -121,6 +125,12 @@ def test_no_user_reaches_files_urls_or_the_server(served, tmp_path, user, statem
     with pytest.raises(DatabaseError, match=r"Code: (497|164|62)\."):
         served.client(user).command(statement.format(tmp=tmp_path))
     assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_words_in_string_literals_are_data(served):
+    """The guard's text checks skip literals: an event named after a disk or a setting is fine."""
+    rows = served.client("reader").query("SELECT 'Replaced disk (SSD)', 'x INTO OUTFILE y', 'format_schema'").result_rows
+    assert rows == [("Replaced disk (SSD)", "x INTO OUTFILE y", "format_schema")]
 
 
 def test_a_setting_that_reads_files_is_refused_in_the_url_too(served):

@@ -13,6 +13,7 @@
   serve                     the analytics JSON API and charts over HTTP
   warehouse serve           own the embedded warehouse and serve its ClickHouse HTTP interface
   demo                      the whole pipeline over sample data, with results
+  bench [--quick]           every benchmark into one table (bench/suite.py)
 
 --config FILE (default: tracktor.yaml) goes before or after the command.
 """
@@ -135,7 +136,7 @@ def cmd_segments(args) -> int:
     import yaml
     from tracktor import control
     cfg = _cfg(args)
-    app = args.app or next(iter(cfg.apps))
+    app = args.app
     if args.action == "apply":
         try:
             segments = yaml.safe_load(open(args.target))
@@ -215,6 +216,11 @@ def cmd_warehouse(args) -> int:
                                 f"clickhouse.users or else {users_file(path)} (docs/warehouse.md)")
 
 
+def cmd_bench(args) -> int:
+    from bench import suite
+    return suite.main(quick=args.quick, only=args.only)
+
+
 def cmd_demo(args) -> int:
     from tracktor.dev.demo import run_demo
     return run_demo(_cfg(args), people=args.people, seed=args.seed)
@@ -272,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
     sg = command("segments", cmd_segments, help="add, change or delete segments while segment_eval runs")
     sg.add_argument("action", choices=("apply", "delete"))
     sg.add_argument("target", help="apply: a YAML file of {name: definition}; delete: the segment's name")
-    sg.add_argument("--app", help="app sid (default: the first in the config)")
+    sg.add_argument("--app", required=True, help="app sid: the segments are this app's")
 
     pe = command("people", cmd_people, help="delete a person, with all their ids and data")
     pe.add_argument("action", choices=("delete",))
@@ -292,6 +298,10 @@ def parser() -> argparse.ArgumentParser:
     d = command("demo", cmd_demo, help="the whole pipeline over sample data")
     d.add_argument("--people", type=int, default=2000, help="visitors per app")
     d.add_argument("--seed", type=int, default=1)
+
+    b = command("bench", cmd_bench, help="run the benchmarks (bench/) into one table")
+    b.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
+    b.add_argument("--only", nargs="+", metavar="NAME", help="some of the benchmarks (bench/NAME.py)")
     return p
 
 

@@ -13,6 +13,9 @@ from tracktor.config import Config
 from udfs.limits import MAX_ID_LENGTH
 from udfs.segment_rules import parse_segment
 
+MAX_NAME_LENGTH = 256  # a segment's name (schemas/tracktor.control.schema.json)
+MAX_CHANGES = 100      # segment changes in one call
+
 
 def _producer(cfg: Config):
     """An idempotent producer to the configured Kafka (RuntimeError when it is not there)."""
@@ -34,15 +37,20 @@ def publish_segments(cfg: Config, app: str, segments: dict[str, dict | None]) ->
     _known_app(cfg, app)
     if not isinstance(segments, dict) or not segments:
         raise ValueError("expected a mapping of segment names to definitions")
+    if len(segments) > MAX_CHANGES:
+        raise ValueError(f"at most {MAX_CHANGES} segment changes at once, got {len(segments)}")
+    records = []
     for name, definition in segments.items():
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
+            raise ValueError(f"a segment name is 1-{MAX_NAME_LENGTH} characters, got {str(name)[:80]!r}")
         if definition is not None:
-            parse_segment(str(name), definition)  # ValueError naming the segment and the condition
+            parse_segment(name, definition)  # ValueError naming the segment and the condition
+        record = {"kind": "segment", "app": app, "name": name, "definition": definition}
+        records.append((f"{app}:{name}".encode(), orjson.dumps(record)))  # all of them, before any is sent
     producer = _producer(cfg)
     failures = []
-    for name, definition in segments.items():
-        record = {"kind": "segment", "app": app, "name": str(name), "definition": definition}
-        producer.produce(cfg.topics["control"], orjson.dumps(record), f"{app}:{name}".encode(),
-                         on_delivery=lambda err, _m: err and failures.append(str(err)))
+    for key, value in records:
+        producer.produce(cfg.topics["control"], value, key, on_delivery=lambda err, _m: err and failures.append(str(err)))
     if producer.flush(30) or failures:
         raise RuntimeError(f"Kafka did not take the segment changes: {failures or 'timed out'}")
     return list(segments)

@@ -143,9 +143,20 @@ class Router:
         if merge and merge["at"] <= now:
             self._fire(entry, merge["at"], out)  # its own timers up to the merge, then hand over
             self.logic.leave(entry["s"], merge["at"], "merged", out)
+            held = entry.get("held") or []
+            cut = next((i for i, (r, _) in enumerate(held) if r.get("kind") == DELETE_KIND), None)
+            if cut is not None:  # deleted after the merge: what came before is the survivor's
+                entry["held"] = held[:cut]
             out("handoffs", person_key(app, merge["to"]),
                 handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
-            return {"to": merge["to"]}
+            if cut is None:
+                return {"to": merge["to"]}
+            # no redirect once deleted (the survivor gets its own deletion): the id may come
+            # back as someone new, whose records are those held after the deletion
+            fresh = None
+            for record, ts in held[cut + 1:]:
+                fresh = self.on_record(key, fresh, record, ts, out)
+            return fresh
         if entry.get("awaiting") and not entry.get("ready"):
             first = min(entry["awaiting"].values())
             if first <= now:

@@ -46,8 +46,11 @@ def json_text(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def to_rows(role: str, text: str) -> list[tuple[str, list]]:
-    """(table, row) pairs for one record of the topic playing `role`."""
+def to_rows(role: str, text: str | None) -> list[tuple[str, list]]:
+    """(table, row) pairs for one record of the topic playing `role` (none for a tombstone:
+    identity_merge's deletion of a key, whose rows the deletion notice removes)."""
+    if text is None:
+        return []
     try:
         rec = orjson.loads(text)
     except orjson.JSONDecodeError as e:

@@ -26,9 +26,12 @@ import orjson
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool, StrictInt, StrictStr, Tag,
                       model_validator)
 
+from udfs.limits import check_json
+
 DAY_MS = 86_400_000
 PROPERTY_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "set", "not_set", "in")
 MAX_CONDITIONS = 64  # conditions in one segment
+MAX_DEFINITION_DEPTH = 32  # JSON levels of one definition (each any / all level takes two)
 MAX_WINDOW_DAYS = 400
 
 
@@ -201,6 +204,8 @@ def _number(v) -> bool:
 
 
 def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b  # true is no 1 (Python's True == 1)
     return a == b if not (_number(a) and _number(b)) else float(a) == float(b)
 
 
@@ -251,9 +256,12 @@ def _path(loc: tuple) -> str:
 def parse_segment(name: str, node) -> Segment:
     """A definition, validated; ValueError naming the segment and the condition at fault."""
     from pydantic import ValidationError
+
+    check_json(node, f"segment {name!r}", MAX_DEFINITION_DEPTH)  # depth, 64-bit integers, no NaN: before pydantic
     try:
         return Segment.model_validate({**node, "name": name} if isinstance(node, dict) else node)
     except ValidationError as e:
         problems = [f"{_path(err['loc']) or 'definition'}: {err['msg'].removeprefix('Value error, ')}"
                     for err in e.errors()]
-        raise ValueError(f"segment {name!r}: " + "; ".join(problems)) from None
+        raise ValueError(f"segment {name!r}: " + "; ".join(problems[:5])
+                         + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")) from None

@@ -22,7 +22,7 @@ from udfs.segment_rules import (DAY_MS, CompanyCondition, EventCondition, Proper
                                 parse_segment)
 
 HISTORY_DAYS = 400       # days of event counts a person keeps
-MAX_COUNTERS = 500       # counters per person: past it, the least recent are forgotten
+MAX_COUNTERS = 500       # counters per person: past it, unread then least recent ones are forgotten
 
 
 class AppSegments:
@@ -49,6 +49,11 @@ class AppSegments:
 
     def counters(self) -> set[str]:
         return {c.counter for conds in self.filters.values() for c in conds}
+
+    def read_counters(self) -> set[str]:
+        """Every counter a segment's conditions read (filtered or not)."""
+        return {c.counter for seg in self.segments.values() for c in conditions(seg.where)
+                if isinstance(c, EventCondition)}
 
 
 def day_of(ms: int) -> int:
@@ -181,7 +186,8 @@ class SegmentLogic:
         self._trim(s, defs, today)
         props = visible(s["props"])
         members = set(s["in"])
-        for name in sorted(names):
+        gone = members - set(defs.segments)  # deleted while the person could not be revisited (a merge)
+        for name in sorted(set(names) | gone):
             seg = defs.segments.get(name)
             now_in = seg is not None and holds(seg.where, s, props, today)
             if now_in and name not in members:
@@ -214,8 +220,9 @@ class SegmentLogic:
                 del days[d]
             if not days or ("\x1f" in counter and counter not in filtered):
                 del s["counts"][counter]
-        if len(s["counts"]) > MAX_COUNTERS:
-            recent = sorted(s["counts"], key=lambda c: max(int(d) for d in s["counts"][c]), reverse=True)
+        if len(s["counts"]) > MAX_COUNTERS:  # keep the counters segments read, then the most recent
+            read = defs.read_counters()
+            recent = sorted(s["counts"], key=lambda c: (c in read, max(int(d) for d in s["counts"][c])), reverse=True)
             for counter in recent[MAX_COUNTERS:]:
                 del s["counts"][counter]
 

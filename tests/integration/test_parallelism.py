@@ -42,7 +42,7 @@ def runs(kafka, tmp_path_factory):
                           bundle_max_records=500 if parallelism == 1 else 7)
         cfg = cfg.updated(kafka={"topics": {"raw": base.topics["raw"]}})
         ensure_topics(kafka, cfg.kafka, partitions=4)
-        run_jobs(cfg, kafka)
+        run_jobs(cfg, kafka, "identity_merge", "metric_rollup")  # the per-person jobs have their own tests
         results[parallelism] = (cfg, outputs_of(kafka, cfg))
     return envs, results
 

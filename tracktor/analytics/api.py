@@ -219,11 +219,17 @@ def _int(query: dict, key: str) -> int | None:
         raise ApiError(400, f"parameter {key!r}: expected a whole number, got {text!r}") from None
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _json_body(body: bytes | None) -> dict:
     try:
-        data = json.loads(body or b"")
+        data = json.loads(body or b"", parse_constant=_no_constant)
     except ValueError as e:
         raise ApiError(400, f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "the body nests too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     return data

@@ -80,6 +80,7 @@ class PersonFunction(KeyedProcessFunction):
             return  # an input ended: that is no time
         out = Outputs()
         emit = self._emitter(out)
+        self._load_definitions(ctx.get_current_key())  # a restored timer may fire before any record
         keys = self.timers.get(timestamp) or []
         self.timers.remove(timestamp)
         for key in keys:

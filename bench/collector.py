@@ -10,11 +10,10 @@ The load comes from wrk (Debian's package: apt-get install wrk), a C client that
 collector little of the machine; without wrk, Python client threads are used and the
 figures are a floor. Every run checks that no response was an error.
 
-    bin/tracktor setup && .venv/bin/python bench/collector.py [--seconds 10] [--connections 64]
+    bin/tracktor bench --only collector [--quick]   (or .venv/bin/python bench/collector.py [--seconds 10])
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import gc
 import http.client
@@ -35,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
+from bench.common import Figure, arguments, report  # noqa: E402
+
 from tracktor import config  # noqa: E402
-from tracktor.dev import stack  # noqa: E402
+from tracktor.topics import ensure_topics  # noqa: E402
 from tracktor.collector.processes import CollectorProcesses  # noqa: E402
 from tracktor.dev.envelopes import to_call  # noqa: E402
 from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
@@ -118,7 +119,7 @@ def python_clients(address: str, seconds: float, clients: int, make) -> tuple[fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = arguments(__doc__)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--get-connections", type=int, default=128, help="many browsers, one call per request")
     ap.add_argument("--batch-connections", type=int, default=16, help="fewer senders of big batches")
@@ -126,6 +127,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="collector processes (collector.workers)")
     ap.add_argument("--rounds", type=int, default=3, help="the median round is the result (this machine is noisy)")
     args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 3, 1
     cfg = config.load()
     envs = list(Generator(seed=1, people=6000))
     tracks = [e for e in envs if e["type"] == "track"]
@@ -144,7 +147,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench-collector-", dir=shm)
     atexit.register(shutil.rmtree, tmp, True)
     with LocalKafka(Path(tmp)) as broker:
-        stack.ensure_topics(broker.bootstrap_servers, cfg.topics, 4)
+        ensure_topics(broker.bootstrap_servers, cfg.kafka, partitions=4)
         collector = CollectorProcesses(cfg, broker.bootstrap_servers, args.workers, port=0).start()
         for n in range(args.rounds):
             base = kafka_baseline(broker.bootstrap_servers, cfg.topics["raw"], envs * 5)
@@ -167,15 +170,16 @@ def main() -> None:
               else "8 Python client threads (no wrk: a floor)")
     print(f"\n{client}; {args.workers} collector process(es); {args.seconds:.0f}s runs after {WARM_UP_S}s warm-up; "
           f"median of {args.rounds} rounds; acks=all; broker and clients on the same 2 cores")
-    result = {}
-    for key, k, name in (("get", 1, "single GET /track"), ("batch", 2, f"POST /batch of {args.batch}")):
+    figures = []
+    for k, name in ((1, "GET /track"), (2, f"POST /batch of {args.batch}")):
         base, *_ = r = median(k)
         events, p50, p99, errors = r[k]
-        print(f"  {name:20s} {events:9,.0f} events/s  {events / base:5.2f}x the librdkafka producer's "
-              f"{base:,.0f}/s   p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({errors} errors)")
-        result[key] = {"events_per_s": round(events), "baseline_events_per_s": round(base), "p50_ms": p50, "p99_ms": p99,
-                       "errors": errors}
-    print(json.dumps(result))
+        if errors:
+            raise SystemExit(f"{name}: {errors} error responses")
+        figures += [Figure("collector", f"{name} calls/s", events, "calls/s", "librdkafka producer, same envelopes", base),
+                    Figure("collector", f"{name} p50", p50, "ms", lower_is_better=True),
+                    Figure("collector", f"{name} p99", p99, "ms", lower_is_better=True)]
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -3,20 +3,19 @@
 1. Rows/s written by metric_rollup: a bounded run over N generated resolved events, its
    wall time less that of the same job over empty topics (the mini-cluster's start-up),
    against a plain `INSERT … SELECT` of the same rows in the same warehouse as the baseline.
-2. Freshness: identity_merge and metric_rollup run unbounded (as `python -m jobs.NAME`, the
-   shipped settings but for the topics and paths) under a steady background load of
-   generated calls; every half second a probe event is sent to tracktor.raw, and a reader
-   polls the people_did_event metric through the warehouse's owner (the rollup) until it
-   counts the probe. Freshness = counted − acknowledged by Kafka; p50 and p99.
+2. Freshness: every job of the pipeline runs unbounded (as `bin/tracktor job NAME`, the
+   shipped settings but for the topics, paths and the checkpoint interval) under a steady
+   offered load of generated calls; every half second a probe event is sent to tracktor.raw,
+   and a reader polls a times_event_happened metric through the warehouse's owner (the
+   rollup) until it counts the probe. Freshness = counted − acknowledged by Kafka; p50, p99,
+   beside the checkpoint interval (a job's output is readable once its checkpoint commits).
 
-    bin/tracktor setup && .venv/bin/python bench/freshness.py [--rows 200000] [--probes 120]
+    bin/tracktor bench --only freshness [--quick]   (or .venv/bin/python bench/freshness.py [--rows N])
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -30,13 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Figure, arguments, report  # noqa: E402
 from jobs import metric_rollup  # noqa: E402
-from tests.conftest import make_config  # noqa: E402
+from tests.conftest import clean_env, make_config  # noqa: E402
 from tracktor.analytics import queries as analytics  # noqa: E402
-from tracktor.dev import envelopes as E, loader, stack  # noqa: E402
+from tracktor.dev import envelopes as E, loader  # noqa: E402
+from tracktor.topics import ensure_topics  # noqa: E402
 from tracktor import warehouse  # noqa: E402
 from tracktor.config import metric_from  # noqa: E402
-from tracktor.flink.environment import stream_env  # noqa: E402
+from tracktor.flink import runner  # noqa: E402
 from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
 from tracktor.dev.sample_data import Generator  # noqa: E402
 from tracktor.warehouse.shared import owner_file  # noqa: E402
@@ -60,16 +61,14 @@ def rollup_rate(tmp: Path, bootstrap: str, rows: int) -> dict:
     envs = list(Generator(seed=3, people=max(1, rows // 12)))
     records = list(resolved(envs))[:rows]
     walls = {}
-    for name, payload in (("empty", []), ("full", records)):
+    for name, payload in (("warm-up", []), ("empty", []), ("full", records)):  # the first run warms the JVM
         (tmp / name).mkdir()
         cfg = make_config(tmp / name, f"rate-{name}", bootstrap)
-        stack.ensure_topics(bootstrap, cfg.topics, 2)
+        ensure_topics(bootstrap, cfg.kafka, partitions=2)
         if payload:
             loader.send(bootstrap, cfg.topics["events"], payload, total=len(payload), label="resolved events sent")
-        env, t_env = stream_env(cfg.flink.model_copy(update={"execution_mode": "process"}), f"rate-{name}")
         t = time.monotonic()
-        metric_rollup.build(env, t_env, bootstrap, cfg.topics, cfg.clickhouse, bounded=True).wait()
-        metric_rollup.wait_for_writer(cfg.clickhouse)
+        runner.run(metric_rollup.JOB, cfg, bootstrap, bounded=True)
         walls[name] = time.monotonic() - t
     client = warehouse.connect(cfg.clickhouse)
     db = cfg.clickhouse.database
@@ -84,18 +83,18 @@ def rollup_rate(tmp: Path, bootstrap: str, rows: int) -> dict:
     print(f"metric_rollup: {stored:,} rows in {walls['full']:.1f}s, {walls['empty']:.1f}s of it start-up "
           f"-> {rate:,.0f} rows/s", flush=True)
     print(f"baseline INSERT ... SELECT of the same rows: {base:,.0f} rows/s; ratio {rate / base:.4f}", flush=True)
-    return {"rollup_rows_per_s": round(rate), "insert_select_rows_per_s": round(base), "ratio": round(rate / base, 4),
-            "rows": stored}
+    return [Figure("freshness", f"metric_rollup writes ({stored:,} rows)", rate, "rows/s",
+                   "INSERT … SELECT of the same rows", base)]
 
 
-def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int) -> dict:
-    (tmp / "fresh").mkdir()
-    cfg = make_config(tmp / "fresh", "fresh", bootstrap, checkpoint_interval_ms=5000)
-    stack.ensure_topics(bootstrap, cfg.topics, 2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")}
-    jobs = [subprocess.Popen([sys.executable, "-m", f"jobs.{name}", "--config", str(cfg.path)], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "w"))
-            for name in ("identity_merge", "metric_rollup")]
+def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoint_ms: int) -> list[Figure]:
+    name = f"fresh-{load_per_s}-{checkpoint_ms}"
+    (tmp / name).mkdir()
+    cfg = make_config(tmp / name, name, bootstrap, checkpoint_interval_ms=checkpoint_ms)
+    ensure_topics(bootstrap, cfg.kafka, partitions=2)
+    jobs = [subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", job], cwd=ROOT,
+                             env=clean_env(), stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}-{job}.log", "w"))
+            for job in ("identity_merge", "cart_timeout", "segment_eval", "metric_rollup")]
     from kafka import KafkaProducer
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     stop = threading.Event()
@@ -174,24 +173,32 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int) -> dict:
         print(f"only {len(lags)} of {probes} probes were counted within the time limit", flush=True)
     p50 = statistics.median(lags)
     p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
-    print(f"freshness over {len(lags)} probes under {load_per_s} calls/s of background load, checkpoints every 5 s: "
+    print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered, checkpoints every {checkpoint_ms} ms: "
           f"p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
-    return {"probes": len(lags), "p50_s": round(p50, 2), "p99_s": round(p99, 2), "max_s": round(lags[-1], 2),
-            "background_calls_per_s": load_per_s}
+    where = f"{load_per_s:,} calls/s, checkpoints {checkpoint_ms} ms"
+    return [Figure("freshness", f"p50, {where}", p50, "s", "checkpoint interval", checkpoint_ms / 1000, True),
+            Figure("freshness", f"p99, {where}", p99, "s", "checkpoint interval", checkpoint_ms / 1000, True)]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=200_000, help="resolved events for the write-rate run")
-    ap.add_argument("--probes", type=int, default=120, help="freshness probes, one every 0.5 s")
-    ap.add_argument("--load", type=int, default=300, help="background calls per second during the probes")
+    ap = arguments(__doc__)
+    ap.add_argument("--rows", type=int, default=None, help="resolved events for the write-rate run (200k; quick: 30k)")
+    ap.add_argument("--probes", type=int, default=None, help="freshness probes, one every 0.5 s (120; quick: 30)")
+    ap.add_argument("--load", type=int, nargs="+", default=None, help="offered calls/s (1000 5000; quick: 300)")
+    ap.add_argument("--checkpoint-ms", type=int, nargs="+", default=None, help="checkpoint intervals (1000 5000; quick: 1000)")
     args = ap.parse_args()
+    rows = args.rows or (30_000 if args.quick else 200_000)
+    probes = args.probes or (20 if args.quick else 120)
+    loads = args.load or ([300] if args.quick else [1000, 5000])
+    intervals = args.checkpoint_ms or ([1000] if args.quick else [1000, 5000])
     tmp = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
     atexit.register(shutil.rmtree, tmp, True)
     with LocalKafka(tmp / "kafka") as broker:
-        out = {"write_rate": rollup_rate(tmp, broker.bootstrap_servers, args.rows),
-               "freshness": freshness(tmp, broker.bootstrap_servers, args.probes, args.load)}
-    print(json.dumps(out))
+        figures = rollup_rate(tmp, broker.bootstrap_servers, rows)
+        for load in loads:
+            for interval in intervals:
+                figures += freshness(tmp, broker.bootstrap_servers, probes, load, interval)
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ The daily event rollup (event_daily) is filled by its materialized view as event
 Baseline: a plain scan of the same events (uniqExact persons of the app's events, no
 re-attribution); each query's time is printed with its ratio to that scan.
 
-    bin/tracktor setup && .venv/bin/python bench/queries.py [--events 1000000 10000000]
+    bin/tracktor bench --only queries [--quick]   (or .venv/bin/python bench/queries.py [--events 1000000 10000000])
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import shutil
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import Figure, arguments, report  # noqa: E402
 from tracktor.analytics import queries as analytics  # noqa: E402
 from tracktor import warehouse  # noqa: E402
 from tracktor.config import Criterion, Funnel, metric_from  # noqa: E402
@@ -76,9 +76,11 @@ def timed(fn, runs: int = 3) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap = arguments(__doc__)
+    ap.add_argument("--events", type=int, nargs="+", default=None, help="default 1M and 10M (quick: 200k)")
     args = ap.parse_args()
+    sizes = args.events or ([200_000] if args.quick else [1_000_000, 10_000_000])
+    figures = []
     metrics = [metric_from("people", {"type": "people_did_event", "event": "Site visit"}),
                metric_from("times", {"type": "times_event_happened", "event": "Site visit"}),
                metric_from("avg", {"type": "avg_times_per_person", "event": "Site visit"}),
@@ -91,13 +93,15 @@ def main() -> None:
                *[metric_from("avg-" + d, {"type": "average_property_value", "property": "spent", "divide_by": d,
                                                                 **({"event": "Registration"} if d == "event_people" else {})})
                  for d in ("people", "event_people", "sets")]]
-    for n in args.events:
+    for n in sizes:
         path = Path(tempfile.mkdtemp(prefix="bench-queries-"))
         atexit.register(shutil.rmtree, path, True)
         client = warehouse.connect(f"chdb://{path / 'wh'}")
         warehouse.migrate(client, DB)
         rate = fill(client, n)
+        size = f"{n / 1e6:g}M"
         print(f"\n{n:,} events ({n // 10:,} people): INSERT … SELECT {rate:,.0f} rows/s", flush=True)
+        figures.append(Figure("queries", f"INSERT … SELECT events, {size}", rate, "rows/s"))
         base = timed(lambda: client.query(f"SELECT uniqExact(person_id) FROM {DB}.events WHERE app = {{a:String}}",
                                           parameters={"a": APP}))
         print(f"  {'baseline scan (uniqExact persons)':42s} {base:7.3f} s", flush=True)
@@ -105,17 +109,22 @@ def main() -> None:
         steps = analytics.funnel(client, DB, APP, funnel, FIRST, LAST)
         t = timed(lambda: analytics.funnel(client, DB, APP, funnel, FIRST, LAST))
         print(f"  {'4-step funnel (' + ' / '.join(f'{s.people:,}' for s in steps) + ')':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+        scan = f"plain scan (uniqExact persons), {size}"
+        figures.append(Figure("queries", f"4-step funnel, {size}", t, "s", scan, base, lower_is_better=True))
         filtered = Funnel.of("f", STEPS, None, step_filters=((), (Criterion(property="page", op="not_set"),)),
                           people=(Criterion(property="plan", op="ne", value="gold"),))
         t = timed(lambda: analytics.funnel(client, DB, APP, filtered, FIRST, LAST))
         print(f"  {'4-step funnel with step and person filters':42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+        figures.append(Figure("queries", f"funnel with filters, {size}", t, "s", scan, base, lower_is_better=True))
         for m in metrics:
             t = timed(lambda: analytics.metric(client, DB, APP, m, FIRST, LAST))
             label = m.type + (' repeatable' if m.params.get('repeatable') else '') + \
                 (f" / {m.params['divide_by']}" if "divide_by" in m.params else "")
             print(f"  {'metric ' + label:42s} {t:7.3f} s  {t / base:5.1f}x", flush=True)
+            figures.append(Figure("queries", f"{label}, {size}", t, "s", scan, base, lower_is_better=True))
         client.close()
         shutil.rmtree(path, ignore_errors=True)
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Printed: the median time of `SELECT 1`, a 4-step funnel and two metrics each way
 endpoint's ratio to the owner's; then the insert rate of events rows in 10k- and 100k-row
 batches each way.
 
-    bin/tracktor setup && .venv/bin/python bench/warehouse_http.py [--events 1000000]
+    bin/tracktor bench --only warehouse_http [--quick]   (or .venv/bin/python bench/warehouse_http.py [--events N])
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Figure, arguments, report  # noqa: E402
 from bench.queries import APP, DB, FIRST, LAST, STEPS, fill, timed  # noqa: E402
 from tracktor import warehouse  # noqa: E402
 from tracktor.warehouse import TABLE_COLUMNS  # noqa: E402
@@ -55,10 +56,11 @@ def measure(client) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
+    ap = arguments(__doc__)
+    ap.add_argument("--events", type=int, default=None, help="default 1M (quick: 100k)")
     ap.add_argument("--measure", metavar="DSN", help=argparse.SUPPRESS)  # the other process's part
     args = ap.parse_args()
+    args.events = args.events or (100_000 if args.quick else 1_000_000)
     if args.measure:
         client = warehouse.connect(args.measure)
         assert type(client).__name__ == "SharedClient", "the bench's owner went away"
@@ -77,11 +79,14 @@ def main() -> None:
         theirs = json.loads(subprocess.run(
             [sys.executable, __file__, "--measure", f"chdb://{path / 'wh'}"], cwd=ROOT, env=env, check=True,
             capture_output=True, text=True).stdout)
-        for name, own in mine.items():
-            unit, scale = ("rows/s", 1) if name.startswith("insert") else ("ms", 1000)
-            print(f"  {name:32s} owner {own * scale:11,.1f} {unit:6s} endpoint {theirs[name] * scale:11,.1f} {unit:6s}"
-                  f"  {theirs[name] / own:5.2f}x")
         owner.close()
+        figures = []
+        for name, own in mine.items():
+            rate = name.startswith("insert")
+            unit, scale = ("rows/s", 1) if rate else ("ms", 1000)
+            figures.append(Figure("warehouse_http", f"{name} over HTTP", theirs[name] * scale, unit,
+                                  "the owner in-process (chDB)", own * scale, lower_is_better=not rate))
+        report(figures)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 

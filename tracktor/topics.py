@@ -48,27 +48,33 @@ def partition_counts(bootstrap_servers: str, names: list[str]) -> dict[str, int]
     return {n: len(metadata.topics[n].partitions) for n in names}
 
 
-def _next_offsets(consumer, name: str, partitions) -> dict[int, int]:
+def _next_offsets(consumer, name: str, partitions) -> dict[int, int] | None:
     """Per partition, the offset after its last committed record (0 when it has none): what a
     consumer that read everything has committed (transaction markers take offsets too, so the
-    high watermark is not it)."""
-    from confluent_kafka import TopicPartition
+    high watermark is not it). All partitions are read at once, each from its last 64 offsets
+    to its end (the consumer says so: enable.partition.eof); None when an end was not reached
+    in time (then nobody can say the topic was read to its end)."""
+    from confluent_kafka import KafkaError, TopicPartition
 
-    out = {}
+    out, start = {}, []
     for p in partitions:
         low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
         out[p] = 0
-        if high <= low:
+        if high > low:
+            start.append(TopicPartition(name, p, max(low, high - 64)))
+    pending = {tp.partition for tp in start}
+    consumer.assign(start)
+    while pending:
+        msg = consumer.poll(5)
+        if msg is None:
+            consumer.unassign()
+            return None
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                pending.discard(msg.partition())
             continue
-        consumer.assign([TopicPartition(name, p, max(low, high - 64))])
-        while True:
-            msg = consumer.poll(2)
-            if msg is None:
-                break
-            if not msg.error():
-                out[p] = msg.offset() + 1
-                if msg.offset() >= high - 1:
-                    break
+        out[msg.partition()] = msg.offset() + 1
+    consumer.unassign()
     return out
 
 
@@ -77,11 +83,14 @@ def caught_up(bootstrap_servers: str, groups: dict[str, str]) -> bool:
     from confluent_kafka import Consumer, TopicPartition
 
     reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "tracktor-caught-up",
-                       "enable.auto.commit": False, "isolation.level": "read_committed"})
+                       "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
+                       "fetch.wait.max.ms": 20})
     try:
         metadata = reader.list_topics(timeout=30)
         for name, group in groups.items():
             ends = _next_offsets(reader, name, metadata.topics[name].partitions)
+            if ends is None:
+                return False
             committer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
             try:
                 committed = committer.committed([TopicPartition(name, p) for p in ends], timeout=30)

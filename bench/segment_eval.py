@@ -1,0 +1,268 @@
+"""segment_eval's throughput per core with 10 and with 100 segments, and its latency.
+
+Events are made here, already resolved (what identity_merge writes on tracktor.events): P
+people in one app, each event one of 20 names with a category in its data, one in five a
+property change (plan, age, city, total_spent). The segments mix the kinds the job knows
+(property comparisons, events at least N times, with a data filter, in the last 30 days,
+AND / OR), 10 of them, then the same ten repeated with other values to 100.
+
+Throughput: a bounded run over the events, its wall time less the same job's over an empty
+topic (the start-up), against the same plumbing with a logic that decides nothing (bundled
+by person bucket, the person state read and written, the handoff feedback drained): the
+ratio is what evaluating segments costs on top of the per-person job's own machinery.
+
+Latency: the job runs unbounded (`bin/tracktor job segment_eval`) with 10 segments; every
+0.2 s a probe event makes a new person enter one; latency = the segment record readable on
+tracktor.segments (read_committed) − the probe's acknowledgement by Kafka; p50 and p99 at
+the checkpoint intervals given (the exactly-once commit makes a record readable at the
+next checkpoint).
+
+    bin/tracktor bench --only segment_eval [--quick]   (or .venv/bin/python bench/segment_eval.py [--people N])
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Figure, arguments, report  # noqa: E402
+
+APP = "demo-video"
+NAMES = [f"E{i:02d}" for i in range(20)]
+TEN = [
+    {"where": {"property": "plan", "op": "eq", "value": "premium"}},
+    {"where": {"property": "age", "op": "gte", "value": 30}},
+    {"where": {"any": [{"property": "city", "op": "eq", "value": "London"},
+                       {"property": "city", "op": "eq", "value": "New York"}]}},
+    {"where": {"event": "E01"}},
+    {"where": {"event": "E02", "at_least": 3}},
+    {"where": {"event": "E03", "within": "30d"}},
+    {"where": {"event": "E04", "where": [{"property": "category", "op": "eq", "value": "tires"}]}},
+    {"where": {"all": [{"event": "E05"}, {"property": "plan", "op": "ne", "value": "free"}]}},
+    {"where": {"event": "E06", "performed": False}},
+    {"where": {"property": "total_spent", "op": "gt", "value": 500}},
+]
+
+
+def segments(n: int) -> dict:
+    """n definitions: the ten kinds, then again with other events and values."""
+    out = {}
+    for i in range(n):
+        text = json.dumps(TEN[i % 10])
+        if i >= 10:
+            k = i // 10
+            text = text.replace('"E0', f'"E{k % 2}').replace("premium", f"p{k}").replace("London", f"c{k}")
+            text = text.replace("30", str(30 + k)).replace("500", str(500 + 10 * k))
+        out[f"s{i:03d}"] = json.loads(text)
+    return out
+
+
+def events(people: int, count: int, start_ms: int):
+    rnd = random.Random(7)
+    for i in range(count):
+        person = f"u{rnd.randrange(people)}"
+        t = start_ms + i * 50
+        if i % 5 == 0:
+            data = {rnd.choice(["plan", "age", "city", "total_spent"]):
+                    rnd.choice(["premium", "free", 25, 41, "London", "Paris", 120, 900])}
+            kind, name = "set", "$set"
+        else:
+            kind, name, data = "track", rnd.choice(NAMES), {"category": rnd.choice(["tires", "oil", "seats"])}
+        yield {"event_id": f"e{i}", "app": APP, "kind": kind, "event": name, "distinct_id": person,
+               "person_id": person, "ts": t, "received_at": t, "data": data}
+
+
+class Nothing:
+    """A Logic that decides nothing: the per-person job's plumbing alone (the baseline)."""
+
+    def new(self, app, person):
+        return {}
+
+    def apply(self, s, event, ts, out):
+        s["n"] = s.get("n", 0) + 1
+
+    def fire(self, s, now, out):
+        pass
+
+    def due(self, s):
+        return None
+
+    def combine(self, s, other, at, out):
+        pass
+
+    def leave(self, s, at, reason, out):
+        pass
+
+    def empty(self, s):
+        return False
+
+    def revisit(self, s, now, out, cause):
+        pass
+
+    def change_of(self, record):
+        return f"{record.get('app')}:{record.get('name')}", record.get("app")
+
+    def adopt(self, key, definition):
+        pass
+
+
+def with_segments(cfg, definitions: dict):
+    """The config with `definitions` as the app's segments (written to its file too, for a
+    job started as a process)."""
+    import yaml
+
+    from tracktor import config
+    tree = yaml.safe_load(cfg.path.read_text())
+    for app in tree["apps"]:
+        app["segments"] = definitions if app["sid"] == APP else {}
+    cfg.path.write_text(yaml.safe_dump(tree))
+    return config.load(cfg.path)
+
+
+def latency(tmp: Path, bs: str, probes: int, checkpoint_ms: int) -> list[float]:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from tests.conftest import clean_env, make_config
+    from tracktor.topics import ensure_topics
+
+    name = f"latency-{checkpoint_ms}"
+    (tmp / name).mkdir()
+    cfg = with_segments(make_config(tmp / name, name, bs, checkpoint_interval_ms=checkpoint_ms),
+                        {"probers": {"where": {"event": "Probe"}}, **segments(9)})
+    ensure_topics(bs, cfg.kafka, partitions=2)
+    job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", "segment_eval"],
+                           env=clean_env(), stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "w"))
+    producer = KafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=0)
+    consumer = KafkaConsumer(cfg.topics["segments"], bootstrap_servers=bs, isolation_level="read_committed",
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    acked, seen = {}, {}
+
+    def probe(i: int) -> None:
+        now = int(time.time() * 1000)
+        rec = {"event_id": f"probe-{i}", "app": APP, "kind": "track", "event": "Probe", "distinct_id": f"p{i}",
+               "person_id": f"p{i}", "ts": now, "received_at": now, "data": {}}
+        producer.send(cfg.topics["events"], key=APP.encode(), value=json.dumps(rec).encode(), timestamp_ms=now).get(30)
+        acked[f"p{i}"] = time.monotonic()
+
+    def read_until(done) -> None:
+        deadline = time.monotonic() + 300
+        while not done() and time.monotonic() < deadline:
+            for batch in consumer.poll(200).values():
+                now = time.monotonic()
+                for msg in batch:
+                    rec = json.loads(msg.value)
+                    if rec["segment"] == "probers" and rec["person_id"] not in seen:
+                        seen[rec["person_id"]] = now
+            if job.poll() is not None:
+                raise RuntimeError(f"segment_eval stopped; see {tmp / name}.log")
+
+    try:
+        probe(-1)  # the warm-up: the job's start and first checkpoint
+        read_until(lambda: "p-1" in seen)
+        sender = threading.Thread(target=lambda: [probe(i) or time.sleep(0.2) for i in range(probes)], daemon=True)
+        sender.start()
+        read_until(lambda: not sender.is_alive() and all(p in seen for p in acked))
+    finally:
+        job.terminate()
+        job.wait(60)
+        producer.close()
+        consumer.close()
+    return sorted(seen[p] - acked[p] for p in acked if p != "p-1" and p in seen)
+
+
+def main() -> None:
+    ap = arguments(__doc__)
+    ap.add_argument("--people", type=int, default=None, help="people (100k; quick: 5k)")
+    ap.add_argument("--events", type=int, default=None, help="events (300k; quick: 20k)")
+    ap.add_argument("--latency-off", action="store_true", help="throughput only")
+    ap.add_argument("--buckets", type=int, default=None, help="flink.person_buckets (default: the shipped value)")
+    args = ap.parse_args()
+    people = args.people or (5_000 if args.quick else 100_000)
+    count = args.events or (20_000 if args.quick else 300_000)
+    sizes = (10,) if args.quick else (10, 100)
+    intervals = (1000,) if args.quick else (1000, 5000)
+    if args.latency_off:
+        intervals = ()
+
+    from tests.conftest import BEGINNING, make_config
+    from tracktor.dev import loader
+    from tracktor.dev.kafka_local import LocalKafka
+    from tracktor.flink import runner
+    from tracktor.flink.persons import build_person_job
+    from tracktor.topics import ensure_topics
+    from udfs.segment_rules import parse_segment
+    from udfs.segments import SegmentLogic
+    import jobs
+
+    seg_job = jobs.load("segment_eval")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-segments-"))
+    figures = []
+    try:
+        with LocalKafka(tmp / "kafka") as broker:
+            bs = broker.bootstrap_servers
+            records = list(events(people, count, BEGINNING))
+
+            def config(name: str, events_topic: str | None = None):
+                (tmp / name).mkdir()
+                cfg = make_config(tmp / name, name, bs, **({"person_buckets": args.buckets} if args.buckets else {}))
+                if events_topic:
+                    cfg = cfg.updated(kafka={"topics": {"events": events_topic}})
+                ensure_topics(bs, cfg.kafka, partitions=2)
+                return cfg
+
+            loaded = config("events")
+            loader.send(bs, loaded.topics["events"], records, label="events loaded")
+            loader.send_heartbeat(bs, loaded.topics["events"], records[-1]["ts"] + 3_600_000)
+            empty_events = config("empty").topics["events"]
+
+            def job_with(logic):
+                return runner.Job("segment_eval", seg_job.inputs, seg_job.outputs,
+                                  lambda inputs, cfg: build_person_job(seg_job, logic, inputs, cfg),
+                                  clock_inputs=seg_job.clock_inputs)
+
+            def rate(label: str, logic) -> float:
+                job = job_with(logic)
+                t = time.monotonic()
+                runner.run(job, config(f"{label}-empty", empty_events), bs, bounded=True)
+                start = time.monotonic() - t
+                t = time.monotonic()
+                runner.run(job, config(label, loaded.topics["events"]), bs, bounded=True)
+                wall = time.monotonic() - t
+                r = count / max(0.1, wall - start)
+                print(f"{label}: {count:,} events of {people:,} people in {wall:.1f}s ({start:.1f}s start-up): "
+                      f"{r:,.0f} events/s", flush=True)
+                return r
+
+            runner.run(job_with(Nothing()), config("warm-up", empty_events), bs, bounded=True)  # the JVM's JIT
+            base = rate("nothing", Nothing())
+            for n in sizes:
+                logic = SegmentLogic({APP: {k: parse_segment(k, d) for k, d in segments(n).items()}})
+                figures.append(Figure("segment_eval", f"{n} segments, {people:,} people, events/s per core",
+                                      rate(f"segments-{n}", logic), "events/s",
+                                      "the same plumbing deciding nothing", base))
+            for interval in intervals:
+                lags = latency(tmp, bs, 30 if args.quick else 100, interval)
+                if not lags:
+                    raise RuntimeError("no probe reached tracktor.segments")
+                p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+                print(f"latency, checkpoints every {interval} ms: {len(lags)} probes, p50 {p50:.3f}s p99 {p99:.3f}s",
+                      flush=True)
+                for q, v in (("p50", p50), ("p99", p99)):
+                    figures.append(Figure("segment_eval", f"event -> segment record {q}, checkpoints {interval} ms",
+                                          v, "s", "checkpoint interval", interval / 1000, lower_is_better=True))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,12 @@ topic (the start-up), against the same plumbing with a logic that decides nothin
 by person bucket, the person state read and written, the handoff feedback drained): the
 ratio is what evaluating segments costs on top of the per-person job's own machinery.
 
+Steady state: the job runs unbounded (`bin/tracktor job segment_eval`) over the events already
+in its topic, between a first and a last probe event that each make a person enter a
+segment: rate = events / (last probe's record readable − first probe's record readable), so
+neither the start-up nor the drain of a bounded run is in it (each end waits for a
+checkpoint alike). Baseline: the same job with no segment but the probe's.
+
 Latency: the job runs unbounded (`bin/tracktor job segment_eval`) with 10 segments; every
 0.2 s a probe event makes a new person enter one; latency = the segment record readable on
 tracktor.segments (read_committed) − the probe's acknowledgement by Kafka; p50 and p99 at
@@ -128,55 +134,96 @@ def with_segments(cfg, definitions: dict):
     return config.load(cfg.path)
 
 
-def latency(tmp: Path, bs: str, probes: int, checkpoint_ms: int) -> list[float]:
-    from kafka import KafkaConsumer, KafkaProducer
+class Running:
+    """segment_eval as `bin/tracktor job segment_eval` with `definitions` and a segment
+    "probers" that an event named Probe enters; `seen` has when each prober's record became
+    readable on tracktor.segments."""
 
-    from tests.conftest import clean_env, make_config
-    from tracktor.topics import ensure_topics
+    def __init__(self, tmp: Path, bs: str, name: str, definitions: dict, checkpoint_ms: int = 1000):
+        from kafka import KafkaConsumer
 
-    name = f"latency-{checkpoint_ms}"
-    (tmp / name).mkdir()
-    cfg = with_segments(make_config(tmp / name, name, bs, checkpoint_interval_ms=checkpoint_ms),
-                        {"probers": {"where": {"event": "Probe"}}, **segments(9)})
-    ensure_topics(bs, cfg.kafka, partitions=2)
-    job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", "segment_eval"],
-                           env=clean_env(), stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "w"))
-    producer = KafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=0)
-    consumer = KafkaConsumer(cfg.topics["segments"], bootstrap_servers=bs, isolation_level="read_committed",
-                             auto_offset_reset="earliest", enable_auto_commit=False)
-    acked, seen = {}, {}
+        from tests.conftest import clean_env, make_config
+        from tracktor.topics import ensure_topics
+        (tmp / name).mkdir()
+        self.cfg = with_segments(make_config(tmp / name, name, bs, checkpoint_interval_ms=checkpoint_ms),
+                                 {"probers": {"where": {"event": "Probe"}}, **definitions})
+        ensure_topics(bs, self.cfg.kafka, partitions=2)
+        self.log = tmp / f"{name}.log"
+        self.bs, self.seen = bs, {}
+        self.consumer = KafkaConsumer(self.cfg.topics["segments"], bootstrap_servers=bs, isolation_level="read_committed",
+                                      auto_offset_reset="earliest", enable_auto_commit=False)
+        self.clean_env = clean_env
 
-    def probe(i: int) -> None:
-        now = int(time.time() * 1000)
-        rec = {"event_id": f"probe-{i}", "app": APP, "kind": "track", "event": "Probe", "distinct_id": f"p{i}",
-               "person_id": f"p{i}", "ts": now, "received_at": now, "data": {}}
-        producer.send(cfg.topics["events"], key=APP.encode(), value=json.dumps(rec).encode(), timestamp_ms=now).get(30)
-        acked[f"p{i}"] = time.monotonic()
+    def start(self) -> "Running":
+        self.job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(self.cfg.path), "job",
+                                     "segment_eval"], env=self.clean_env(), stdout=subprocess.DEVNULL,
+                                    stderr=open(self.log, "w"))
+        return self
 
-    def read_until(done) -> None:
-        deadline = time.monotonic() + 300
-        while not done() and time.monotonic() < deadline:
-            for batch in consumer.poll(200).values():
+    def read_until(self, done, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"segment_eval did not get there in {timeout_s}s; see {self.log}")
+            for batch in self.consumer.poll(200).values():
                 now = time.monotonic()
                 for msg in batch:
                     rec = json.loads(msg.value)
-                    if rec["segment"] == "probers" and rec["person_id"] not in seen:
-                        seen[rec["person_id"]] = now
-            if job.poll() is not None:
-                raise RuntimeError(f"segment_eval stopped; see {tmp / name}.log")
+                    if rec["segment"] == "probers" and rec["person_id"] not in self.seen:
+                        self.seen[rec["person_id"]] = now
+            if self.job.poll() is not None:
+                raise RuntimeError(f"segment_eval stopped; see {self.log}")
+
+    def stop(self) -> None:
+        self.job.terminate()
+        self.job.wait(60)
+        self.consumer.close()
+
+
+def probe_event(person: str, ts: int) -> dict:
+    return {"event_id": f"probe-{person}", "app": APP, "kind": "track", "event": "Probe", "distinct_id": person,
+            "person_id": person, "ts": ts, "received_at": ts, "data": {}}
+
+
+def steady(tmp: Path, bs: str, name: str, definitions: dict, records: list[dict]) -> float:
+    """Events/s of a running segment_eval over `records` (see the module's docstring)."""
+    from tracktor.dev import loader
+    job = Running(tmp, bs, name, definitions)
+    first, last = records[0]["ts"] - 1, records[-1]["ts"] + 1
+    loader.send(job.bs, job.cfg.topics["events"], [probe_event("first", first), *records, probe_event("last", last)],
+                label=f"{name}: events loaded")
+    job.start()
+    try:
+        job.read_until(lambda: "last" in job.seen)
+    finally:
+        job.stop()
+    return len(records) / max(0.001, job.seen["last"] - job.seen["first"])
+
+
+def latency(tmp: Path, bs: str, probes: int, checkpoint_ms: int) -> list[float]:
+    """Seconds from each probe's acknowledgement by Kafka to its segment record, readable."""
+    from kafka import KafkaProducer
+
+    job = Running(tmp, bs, f"latency-{checkpoint_ms}", segments(9), checkpoint_ms).start()
+    producer = KafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=0)
+    acked = {}
+
+    def probe(i: int) -> None:
+        now = int(time.time() * 1000)
+        producer.send(job.cfg.topics["events"], key=APP.encode(), value=json.dumps(probe_event(f"p{i}", now)).encode(),
+                      timestamp_ms=now).get(30)
+        acked[f"p{i}"] = time.monotonic()
 
     try:
         probe(-1)  # the warm-up: the job's start and first checkpoint
-        read_until(lambda: "p-1" in seen)
+        job.read_until(lambda: "p-1" in job.seen, timeout_s=300)
         sender = threading.Thread(target=lambda: [probe(i) or time.sleep(0.2) for i in range(probes)], daemon=True)
         sender.start()
-        read_until(lambda: not sender.is_alive() and all(p in seen for p in acked))
+        job.read_until(lambda: not sender.is_alive() and all(p in job.seen for p in acked), timeout_s=300)
     finally:
-        job.terminate()
-        job.wait(60)
+        job.stop()
         producer.close()
-        consumer.close()
-    return sorted(seen[p] - acked[p] for p in acked if p != "p-1" and p in seen)
+    return sorted(job.seen[p] - acked[p] for p in acked if p != "p-1")
 
 
 def main() -> None:
@@ -249,6 +296,12 @@ def main() -> None:
                 figures.append(Figure("segment_eval", f"{n} segments, {people:,} people, events/s per core",
                                       rate(f"segments-{n}", logic), "events/s",
                                       "the same plumbing deciding nothing", base))
+            if not args.quick:  # at quick sizes the checkpoints' steps would be most of it
+                plain = steady(tmp, bs, "steady-none", {}, records)
+                for n in sizes:
+                    figures.append(Figure("segment_eval", f"{n} segments, running, {people:,} people, events/s per core",
+                                          steady(tmp, bs, f"steady-{n}", segments(n), records), "events/s",
+                                          "the same job with only the probe's segment", plain))
             for interval in intervals:
                 lags = latency(tmp, bs, 30 if args.quick else 100, interval)
                 if not lags:

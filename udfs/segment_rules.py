@@ -19,6 +19,7 @@ last 60 days including today, `between` two dates inclusive. Numbers compare as 
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from datetime import date
 from typing import Annotated, Any, Literal, Union
 
@@ -95,10 +96,10 @@ class EventCondition(_Model):
             raise ValueError("at_most is below at_least")
         return self
 
-    @property
+    @cached_property
     def counter(self) -> str:
         """The name of the per-person count this condition reads: the event, and a hash of
-        its data filter when it has one."""
+        its data filter when it has one (worked out once: it is read on every event)."""
         if not self.where:
             return self.event
         digest = hashlib.sha1(orjson.dumps([c.model_dump() for c in self.where], option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -35,6 +35,7 @@ class AppSegments:
         self.by_property: dict[str, list[str]] = {}
         self.filters: dict[str, list[EventCondition]] = {}  # event -> filtered conditions on it
         self.windowed: set[str] = set()
+        self.windows: list[EventCondition] = []  # the windowed conditions, for the next wake
         for name, seg in self.segments.items():
             for cond in conditions(seg.where):
                 if isinstance(cond, EventCondition):
@@ -43,6 +44,7 @@ class AppSegments:
                         self.filters.setdefault(cond.event, []).append(cond)
                     if cond.within is not None:
                         self.windowed.add(name)
+                        self.windows.append(cond)
                 else:
                     key = cond.property if isinstance(cond, PropertyCondition) else "company"
                     self.by_property.setdefault(key, []).append(name)
@@ -183,7 +185,9 @@ class SegmentLogic:
 
     def _evaluate(self, s: dict, defs: AppSegments, names, cause: dict, out) -> None:
         today = day_of(s["now"])
-        self._trim(s, defs, today)
+        if s.get("trimmed") != today or len(s["counts"]) > MAX_COUNTERS or cause.get("reason") == "definition":
+            self._trim(s, defs, today)  # days age out once a day; a definition change may free counters
+            s["trimmed"] = today
         props = visible(s["props"])
         members = set(s["in"])
         gone = members - set(defs.segments)  # deleted while the person could not be revisited (a merge)
@@ -201,12 +205,10 @@ class SegmentLogic:
 
     def _next_wake(self, s: dict, defs: AppSegments, today: int) -> int | None:
         """The next midnight, if a window could change the person's membership then."""
-        for name in defs.windowed:
-            for cond in conditions(defs.segments[name].where):
-                if isinstance(cond, EventCondition) and cond.within is not None:
-                    days = s["counts"].get(cond.counter, {})
-                    if any(int(d) > today - cond.within for d in days):
-                        return (today + 1) * DAY_MS
+        for cond in defs.windows:
+            days = s["counts"].get(cond.counter)
+            if days and any(int(d) > today - cond.within for d in days):
+                return (today + 1) * DAY_MS
         return None
 
     def _trim(self, s: dict, defs: AppSegments, today: int) -> None:

@@ -165,7 +165,8 @@ def test_invalid_definitions_name_the_segment_and_the_condition():
                                "within or between"),
                               ({"where": {"property": "age", "op": "gt", "value": float("nan")}}, "holds nan"),
                               ({"where": {"property": "n", "op": "eq", "value": 2 ** 64}}, "64-bit"),
-                              ({"where": _nested(40)}, "nests deeper than 32 levels")]:
+                              ({"where": _nested(40)}, "nests deeper than 32 levels"),
+                              ({"where": {"company": {}}}, "an object needs an id or a name")]:
         with pytest.raises(ValueError) as err:
             parse_segment("bad", definition)
         assert "segment 'bad'" in str(err.value) and words in str(err.value)

@@ -129,6 +129,12 @@ class CompanyCondition(_Model):
     """The person's `company` property: a name, or an object with an id (and/or a name)."""
     company: Union[Text, dict[Literal["id", "name"], Text]]
 
+    @model_validator(mode="after")
+    def _something(self):
+        if isinstance(self.company, dict) and not self.company:
+            raise ValueError("company: an object needs an id or a name (an empty one would match any company)")
+        return self
+
     def holds(self, props: dict) -> bool:
         have = props.get("company")
         want = self.company if isinstance(self.company, dict) else {"name": self.company}

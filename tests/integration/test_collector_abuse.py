@@ -189,6 +189,9 @@ def test_a_client_that_does_not_read_its_answers_is_paused_not_buffered_without_
                 sent += s.send(payload[sent:sent + 65536])
             except BlockingIOError:
                 time.sleep(0.05)
+        registered = time.monotonic() + 10  # the collector's loop may not have taken the connection in yet
+        while not c.connections and time.monotonic() < registered:
+            time.sleep(0.05)
         conn = max(c.connections, key=lambda x: len(x.buffer))
         assert len(conn.buffer) <= cfg.collector.max_buffered_bytes + 65536 * 4
         assert exchange(c, get("/track", GOOD))[0] == 200  # others are served meanwhile

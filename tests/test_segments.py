@@ -47,6 +47,19 @@ def feed(s: Sim, *records, clock=None):
         s.clock(clock)
 
 
+def merge_notices(merged_away: str, survivor: str, t: int) -> list[dict]:
+    """identity_merge's two $merge notices of one merge, as tracktor.events carries them."""
+    return [ev(merged_away, "$merge", t, {"merged_into": survivor}, kind="merge"),
+            ev(survivor, "$merge", t, {"merged": [merged_away]}, kind="merge")]
+
+
+def redefine(s: Sim, lg: SegmentLogic, name: str, definition, t: int) -> None:
+    """A definition changed while running: taken in, then every known person revisited."""
+    lg.adopt(f"{APP}:{name}", definition)
+    for key in list(s.entries):
+        s._store(key, s.router.revisit(key, s.entries[key], t, {"reason": "definition", "segment": name}, s.out))
+
+
 def changes(s: Sim, person=None):
     return [(r["segment"], r["change"]) for role, _, r, _ in s.outputs
             if role == "segments" and (person is None or r["person_id"] == person)]
@@ -106,16 +119,11 @@ def test_definitions_added_edited_and_deleted_while_running():
     s = Sim(lg, "segment_eval")
     feed(s, ev("u", "Item1", BEGINNING), ev("u", "Item2", BEGINNING + 1), ev("v", "Item2", BEGINNING + 2))
 
-    def redefine(name, definition, t):
-        lg.adopt(f"{APP}:{name}", definition)
-        for key in list(s.entries):
-            s._store(key, s.router.revisit(key, s.entries[key], t, {"reason": "definition", "segment": name}, s.out))
-
-    redefine("item2", {"where": {"event": "Item2"}}, BEGINNING + 10)  # new: applies to the history kept
+    redefine(s, lg, "item2", {"where": {"event": "Item2"}}, BEGINNING + 10)  # new: applies to the history kept
     assert members(s, "item2") == {"u", "v"}
-    redefine("item1", {"where": {"event": "Item1", "at_least": 2}}, BEGINNING + 20)  # edited
+    redefine(s, lg, "item1", {"where": {"event": "Item1", "at_least": 2}}, BEGINNING + 20)  # edited
     assert members(s, "item1") == set()
-    redefine("item2", None, BEGINNING + 30)  # deleted: its members exit
+    redefine(s, lg, "item2", None, BEGINNING + 30)  # deleted: its members exit
     assert members(s, "item2") == set()
     with pytest.raises(ValueError, match=r"segment 'item2': where.within: expected a number of days"):
         lg.adopt(f"{APP}:item2", {"where": {"event": "Item2", "within": "soon"}})
@@ -126,8 +134,7 @@ def test_a_merge_joins_counts_and_properties_and_the_merged_away_person_leaves()
     s = Sim(logic(), "segment_eval")
     anon, user, t = "a-3bxuAxl18r02UsdTUdk1Ri9", "unicorn", BEGINNING
     feed(s, *(ev(anon, "purchase", t + i) for i in range(3)), props(anon, t, age=30))
-    feed(s, ev(anon, "$merge", t + 10, {"merged_into": user}, kind="merge"),
-         ev(user, "$merge", t + 10, {"merged": [anon]}, kind="merge"),
+    feed(s, *merge_notices(anon, user, t + 10),
          *(ev(user, "purchase", t + 20 + i) for i in range(2)), clock=t + ONE_MINUTE)
     s.deliver()
     assert ("regulars", "entered") in changes(s, user) and ("adults", "entered") in changes(s, user)
@@ -249,8 +256,7 @@ def test_a_deleted_person_leaves_every_segment_and_their_state_goes_with_a_merge
     feed(s, props(anon, t, age=30), ev(anon, "Item1", t + 1))
     # the merge and, before its hand-over is in, the deletion: the survivor holds it
     delete = {"person_id": user, "ids": [anon, user]}
-    feed(s, ev(anon, "$merge", t + 10, {"merged_into": user}, kind="merge"),
-         ev(user, "$merge", t + 10, {"merged": [anon]}, kind="merge"),
+    feed(s, *merge_notices(anon, user, t + 10),
          ev(user, "$delete", t + 20, delete, kind="delete"), clock=t + ONE_MINUTE)
     s.deliver()
     feed(s, ev(anon, "$delete", t + 20, delete, kind="delete"), clock=t + 2 * ONE_MINUTE)
@@ -269,8 +275,7 @@ def test_a_deletion_held_by_the_merged_away_id_stays_out_of_the_survivor_and_lea
     anon, user, t = "a-3bxuAxl18r02UsdTUdk1Ri9", "unicorn", BEGINNING
     feed(s, props(anon, t, age=30), ev(anon, "Item1", t + 1))
     delete = {"person_id": user, "ids": [anon, user]}
-    feed(s, ev(anon, "$merge", t + 10, {"merged_into": user}, kind="merge"),
-         ev(user, "$merge", t + 10, {"merged": [anon]}, kind="merge"),
+    feed(s, *merge_notices(anon, user, t + 10),
          ev(anon, "$delete", t + 20, delete, kind="delete"), ev(user, "$delete", t + 20, delete, kind="delete"),
          ev(user, "Item1", t + 30))  # the id unicorn taken up again after the deletion
     s.clock(t + ONE_MINUTE)
@@ -288,11 +293,8 @@ def test_a_segment_deleted_while_its_member_awaits_a_merge_lets_them_out_after_i
     s = Sim(lg, "segment_eval")
     anon, user, t = "a-3bxuAxl18r02UsdTUdk1Ri9", "unicorn", BEGINNING
     feed(s, ev(user, "Item2", t), ev(anon, "Item1", t + 1))
-    feed(s, ev(anon, "$merge", t + 10, {"merged_into": user}, kind="merge"),
-         ev(user, "$merge", t + 10, {"merged": [anon]}, kind="merge"))
-    lg.adopt(f"{APP}:item2", None)
-    for key in list(s.entries):  # the survivor is merging: not revisited now
-        s._store(key, s.router.revisit(key, s.entries[key], t + 11, {"reason": "definition", "segment": "item2"}, s.out))
+    feed(s, *merge_notices(anon, user, t + 10))
+    redefine(s, lg, "item2", None, t + 11)  # the survivor is merging: not revisited now
     s.clock(t + ONE_MINUTE)
     s.deliver()
     assert members(s, "item2") == set() and members(s, "item1") == {user}

@@ -5,7 +5,7 @@ client, as every Tracktor process but the owner uses it).
 The warehouse is filled as bench/queries.py does (N events, 10 per person, over 7 days).
 Printed: the median time of `SELECT 1`, a 4-step funnel and two metrics each way, with the
 endpoint's ratio to the owner's; then the insert rate of events rows in 10k- and 100k-row
-batches each way.
+batches each way, as Arrow blocks (the writer's path, warehouse.insert_rows).
 
     bin/tracktor bench --only warehouse_http [--quick]   (or .venv/bin/python bench/warehouse_http.py [--events N])
 """
@@ -26,11 +26,10 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Figure, arguments, report  # noqa: E402
 from bench.queries import APP, DB, FIRST, LAST, STEPS, fill, timed  # noqa: E402
 from tracktor import warehouse  # noqa: E402
-from tracktor.warehouse import TABLE_COLUMNS  # noqa: E402
 from tracktor.analytics import queries as analytics  # noqa: E402
 from tracktor.config import Funnel, metric_from  # noqa: E402
 from tracktor.config.settings import ClickHouseSettings  # noqa: E402
-from tracktor.warehouse.tables import ms_to_datetime  # noqa: E402
+from tracktor.warehouse.tables import arrow_block  # noqa: E402
 
 FUNNEL = Funnel.of("f", STEPS, None)
 METRICS = {"people_did_event": {"type": "people_did_event", "event": "Site visit"},
@@ -47,10 +46,11 @@ def measure(client) -> dict[str, float]:
         metric = metric_from(name, definition)
         out[f"metric {name}"] = timed(lambda: analytics.metric(client, DB, APP, metric, FIRST, LAST))
     for size in BATCHES:
-        rows = [[APP, f"x{i}", "track", "Other", f"x{i}", f"x{i}", ms_to_datetime(1_767_225_600_000 + i),
-                 ms_to_datetime(1_767_225_600_000), "{}"] for i in range(size)]
-        insert = lambda: client.insert(f"{DB}.bench_events", rows, column_names=list(TABLE_COLUMNS["events"]))  # noqa: E731
-        insert()  # the first also asks for the table's column types
+        rows = [[APP, f"x{i}", "track", "Other", f"x{i}", f"x{i}", 1_767_225_600_000 + i,
+                 1_767_225_600_000, "{}"] for i in range(size)]
+        block = arrow_block("events", rows)  # as the writer inserts (warehouse.insert_rows)
+        insert = lambda: client.insert_arrow(f"{DB}.bench_events", block)  # noqa: E731
+        insert()  # warm-up
         out[f"insert {size:,}-row batches"] = size / timed(insert, runs=5)
     return out
 

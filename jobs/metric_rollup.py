@@ -16,7 +16,7 @@ import orjson
 from pyflink.datastream import KeyedProcessFunction
 
 from tracktor import warehouse
-from tracktor.flink.bundling import bundle_output_type, bundle_row, bundled, unbundled
+from tracktor.flink.bundling import bundle_output_type, bundle_row, bundled, collector_paused, unbundled
 from tracktor.flink.environment import jvm
 from tracktor.flink.runner import Job, main
 from udfs.envelope import dead_letter, failure_reason
@@ -44,6 +44,19 @@ class WarehouseWriter(KeyedProcessFunction):
 
     def process_element(self, bundle, ctx):
         role = ctx.get_current_key()
+        with collector_paused():
+            tables, deleted, dead = self._rows(role, bundle)
+        db = self.clickhouse.database
+        for app, ids in sorted(deleted.items()):  # a deleted person's rows written before now
+            warehouse.forget(self.client, db, app, sorted(ids))
+        for table, table_rows in tables.items():  # a failure here fails the job: no row is dropped
+            warehouse.insert_rows(self.client, db, table, table_rows)
+        if dead:
+            yield bundle_row(dead)
+
+    def _rows(self, role: str, bundle):
+        """The rows of the bundle's records to write, by table (not those of deleted people);
+        the ids each deletion notice deleted, by app; dead letters of the records it cannot use."""
         rows: list[tuple[str, list, int]] = []
         deleted: dict[str, set] = {}  # app -> ids deleted in this bundle
         dead = Outputs()
@@ -57,17 +70,11 @@ class WarehouseWriter(KeyedProcessFunction):
             except Exception as e:  # noqa: BLE001 - one record must never stop the job
                 record = dead_letter(NAME, self.topics[role], failure_reason(e), text, ts)
                 dead.add(self.topics["dead_letter"], NAME, orjson.dumps(record).decode(), ts)
-        db = self.clickhouse.database
-        for app, ids in sorted(deleted.items()):  # a deleted person's rows written before now
-            warehouse.forget(self.client, db, app, sorted(ids))
         tables: dict[str, list] = {}
-        for table, row, ts in rows:
+        for table, row, ts in rows:  # after the whole bundle's deletions are known
             if self.deletions.keeps(table, row, ts):
                 tables.setdefault(table, []).append(row)
-        for table, table_rows in tables.items():  # a failure here fails the job: no row is dropped
-            warehouse.insert_rows(self.client, db, table, table_rows)
-        if dead:
-            yield bundle_row(dead)
+        return tables, deleted, dead
 
     def close(self):
         if self.client is not None:

@@ -35,6 +35,9 @@ ROLE_TABLE = {"events": "events", "derived": "events", "identities": "identities
               "segments": "segment_changes"}
 OPTIONAL_FIELDS = {"merged_into"}
 JSON_COLUMNS = {"data", "properties"}
+_NUMBER_MAX = {c: MAX_TS_MS if c != "version" else 2 ** 63 for c in NUMBER_COLUMNS}
+_COLUMN_KIND = {c: int if c in NUMBER_COLUMNS else dict if c in JSON_COLUMNS else str  # what _row takes fast
+                for cs in TABLES.values() for c in cs}
 # Events that only carry a merge or deletion to the per-person jobs: nothing to count.
 NOTICE_KINDS = {"merge", "delete"}
 DELETE_KIND = "delete"
@@ -63,17 +66,16 @@ def to_rows(role: str, text: str | None) -> list[tuple[str, list]]:
         if not isinstance(data, dict):
             raise BadRecord("'data' is not a JSON object")
         rec["data"] = data
-        if rec.get("kind") == DELETE_KIND:
+        kind = rec.get("kind") if type(rec.get("kind")) is str else None  # any other kind: _row refuses it
+        if kind == DELETE_KIND:
             return _deletion(rec)
-        if rec.get("kind") in NOTICE_KINDS:
+        if kind in NOTICE_KINDS:
             return []
-        if rec.get("kind") == "set":
+        if kind == "set":
             _need(rec, ("app", "distinct_id", "ts", "event_id"))
             return [("property_sets", [rec["app"], rec["distinct_id"], key, json_text(value), rec["ts"], rec["event_id"]])
                     for key, value in sorted(data.items())]
-    columns = TABLES[table]
-    _need(rec, columns)
-    return [(table, [json_text(rec[c]) if c in JSON_COLUMNS else rec.get(c) for c in columns])]
+    return [(table, _row(rec, TABLES[table]))]
 
 
 def _deletion(rec: dict) -> list[tuple[str, list]]:
@@ -120,6 +122,24 @@ class Deletions:
         return True
 
 
+def _row(rec: dict, columns) -> list:
+    """The record's values of `columns`. This loop is the writer's per-record hot path: it
+    takes the common case (every value present, of its column's exact type, in range) and
+    leaves every other record to _need, which refuses it with the reason or accepts it (an
+    optional field absent or null)."""
+    row = []
+    for k in columns:
+        v = rec.get(k)
+        kind = _COLUMN_KIND[k]
+        if type(v) is not kind or (kind is int and not 0 <= v <= _NUMBER_MAX[k]):
+            break
+        row.append(json_text(v) if kind is dict else v)
+    else:
+        return row
+    _need(rec, columns)
+    return [json_text(rec[c]) if c in JSON_COLUMNS else rec.get(c) for c in columns]
+
+
 def _need(rec: dict, keys) -> None:
     """Every column's field is there with a value the column takes."""
     for k in keys:
@@ -129,7 +149,7 @@ def _need(rec: dict, keys) -> None:
             raise BadRecord(f"missing {k!r}")
         v = rec[k]
         if k in NUMBER_COLUMNS:
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= (MAX_TS_MS if k != "version" else 2 ** 63):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _NUMBER_MAX[k]:
                 raise BadRecord(f"{k!r} must be a whole number of ms from 1970 to 2100, got {str(v)[:40]!r}"
                                 if k != "version" else f"'version' must be a whole number, got {str(v)[:40]!r}")
         elif k in JSON_COLUMNS:

@@ -110,6 +110,10 @@ class OwnerClient:
         with self.mutex:
             return self.client.insert(table, data, column_names=column_names)
 
+    def insert_arrow(self, table: str, block):
+        with self.mutex:
+            return self.client.insert_arrow(table, block)
+
     def close(self) -> None:
         self.users -= 1
         if self.users > 0 or self.client is None:
@@ -169,6 +173,9 @@ class SharedClient:
 
     def insert(self, table: str, data: list, column_names: list[str]):
         return self._call(lambda c: c.insert(table, data, column_names=column_names))
+
+    def insert_arrow(self, table: str, block):
+        return self._call(lambda c: c.insert_arrow(table, block))
 
     def close(self) -> None:
         if self.local:

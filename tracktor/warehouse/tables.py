@@ -5,8 +5,6 @@ topic records); tests/test_drift.py keeps them, the migrations and the topic sch
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from tracktor import ROOT
 from udfs.rollup import TABLES as TABLE_COLUMNS, TIMESTAMP_COLUMNS
 
@@ -21,31 +19,44 @@ def query_template(name: str, database: str) -> str:
     return (QUERIES / f"{name}.sql").read_text().replace("{database}", database)
 
 
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+# Arrow types of the columns that are not strings (the warehouse converts each to its column's type).
+ARROW_TYPES = {**dict.fromkeys(TIMESTAMP_COLUMNS, "timestamp"), "version": "uint64", "id_hash": "uint64"}
 
 
 def insert_rows(client, database: str, table: str, rows: list[list]) -> None:
-    """Insert rows in TABLE_COLUMNS[table] order whose timestamps are ms since the epoch."""
-    columns = list(TABLE_COLUMNS[table])
-    stamps = [i for i, c in enumerate(columns) if c in TIMESTAMP_COLUMNS]
-    for row in rows:
-        for i in stamps:
-            row[i] = ms_to_datetime(row[i])
-    for part in _by_months(rows, columns.index("ts")) if "ts" in columns else [rows]:
-        client.insert(f"{database}.{table}", part, column_names=columns)
+    """Insert rows in TABLE_COLUMNS[table] order whose timestamps are ms since the epoch, as
+    one columnar (Arrow) block: the rows are turned into columns in C, and the warehouse reads
+    the block without a per-value step in Python."""
+    if not rows:
+        return
+    block = arrow_block(table, rows)
+    for part in _by_months(block) if "ts" in block.column_names else [block]:
+        client.insert_arrow(f"{database}.{table}", part)
 
 
-def _by_months(rows: list[list], ts: int) -> list[list[list]]:
-    """The rows in groups of at most MAX_PARTITIONS_PER_INSERT calendar months (of `ts`)."""
-    months: dict[tuple[int, int], list] = {}
-    for row in rows:
-        months.setdefault((row[ts].year, row[ts].month), []).append(row)
-    if len(months) <= MAX_PARTITIONS_PER_INSERT:
-        return [rows]
-    groups = [months[m] for m in sorted(months)]
+def arrow_block(table: str, rows: list[list]):
+    import pyarrow as pa
+
+    arrays = []
+    for name, values in zip(TABLE_COLUMNS[table], zip(*rows)):
+        kind = ARROW_TYPES.get(name, "string")
+        if kind == "timestamp":
+            arrays.append(pa.array(values, pa.int64()).cast(pa.timestamp("ms", tz="UTC")))
+        else:
+            arrays.append(pa.array(values, pa.uint64() if kind == "uint64" else pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(TABLE_COLUMNS[table]))
+
+
+def _by_months(block) -> list:
+    """The block in parts of at most MAX_PARTITIONS_PER_INSERT calendar months (of `ts`)."""
+    import pyarrow.compute as pc
+
+    months = pc.add(pc.multiply(pc.year(block["ts"]), 100), pc.month(block["ts"]))
+    distinct = pc.unique(months).sort()
+    if len(distinct) <= MAX_PARTITIONS_PER_INSERT:
+        return [block]
     step = MAX_PARTITIONS_PER_INSERT
-    return [[r for g in groups[i:i + step] for r in g] for i in range(0, len(groups), step)]
+    return [block.filter(pc.is_in(months, distinct[i:i + step])) for i in range(0, len(distinct), step)]
 
 
 def deleted_ids(client, database: str) -> dict[tuple[str, int], int]:

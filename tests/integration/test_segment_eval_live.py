@@ -49,7 +49,9 @@ def apply(cfg, tmp, definitions):
 @pytest.fixture(scope="module")
 def live(kafka, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("segments-live")
-    cfg = make_config(tmp, "segments-live", bootstrap_servers=kafka)
+    # no cart_timeout runs here, so tracktor.derived (one of segment_eval's clock inputs) stays
+    # empty: a short idle timeout lets the clock go on without it, as such a deployment would set
+    cfg = make_config(tmp, "segments-live", bootstrap_servers=kafka, idle_partition_timeout=5)
     tree = yaml.safe_load(cfg.path.read_text())
     for app in tree["apps"]:
         app["segments"] = {"watchers": {"where": {"event": "Item1"}}} if app["sid"] == APP else {}

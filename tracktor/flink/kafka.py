@@ -57,8 +57,8 @@ def source(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str,
     Unbounded: from the committed offsets of `group_id` (earliest when none), unless a
     restored checkpoint says where the job was. Only committed transactions are read.
     With `clock`, records carry their timestamps and the stream its watermarks (heartbeats
-    move them on, a partition quiet for `flink.idle_partition_timeout` is left out until it
-    has records again); without, neither.
+    move them on; with `flink.idle_partition_timeout`, a partition quiet that long is left
+    out until it has records again); without, neither.
     """
     from pyflink.common import Types
     from pyflink.datastream.data_stream import DataStream
@@ -69,8 +69,10 @@ def source(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str,
     watermark = ""
     if clock:
         watermark = f",\n          WATERMARK FOR `kts` AS `kts` - INTERVAL '{flink.allowed_disorder:.3f}' SECOND(3)"
-        until += f"""
-          'scan.watermark.emit.strategy' = 'on-event',
+        until += """
+          'scan.watermark.emit.strategy' = 'on-event',"""
+        if flink.idle_partition_timeout:
+            until += f"""
           'scan.watermark.idle-timeout' = '{_ms(flink.idle_partition_timeout)}ms',"""
     _table(t_env, table, bootstrap_servers, [topic], f"""`k` STRING,
           `v` STRING,

@@ -5,8 +5,10 @@ every subtask.
 State per bucket: `persons` (app:person -> the person's entry, JSON) and `timers` (a second
 -> the persons to wake then, JSON). A person's wake time is an event-time timer of its
 bucket, coalesced to whole seconds; when the watermark passes it, the persons indexed there
-whose wake time has come are woken. The end of an input (the largest watermark) is not a
-time: nothing is woken by it (a bounded run of these jobs drains instead: runner.py).
+whose wake time has come are woken; a wake time whose second the watermark has passed
+already when it is set is handled at once (`_step`). The end of an input (the largest
+watermark) is not a time: nothing is woken by it (a bounded run of these jobs drains
+instead: runner.py).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from udfs.persons import Router
 from udfs.state import BufferedStore, JsonStore
 
 END_OF_INPUT = 2 ** 63 - 1
+MAX_LATE_WAKES = 100  # wake times handled at once in one step (each moves the person's next one on)
 SECOND = 1000
 
 
@@ -65,7 +68,7 @@ class PersonFunction(KeyedProcessFunction):
                 if "job" in record and record["job"] != self.job:
                     continue  # another job's handoff
                 key = _person_of(record)
-                self._step(key, ctx, lambda entry: self.router.on_record(key, entry, record, ts, emit))
+                self._step(key, ctx, emit, lambda entry: self.router.on_record(key, entry, record, ts, emit))
             except Exception as e:  # noqa: BLE001 - one record must never stop the job
                 if role == "control" and ctx.get_current_key() != "0":
                     continue  # every bucket gets a definition: one of them tells what was wrong with it
@@ -87,7 +90,7 @@ class PersonFunction(KeyedProcessFunction):
             entry = self.persons.get(key)
             wake = self.router.wake(entry) if entry else None
             if wake is not None and wake <= timestamp:
-                self._step(key, ctx, lambda e: self.router.on_timer(key, e, timestamp, emit))
+                self._step(key, ctx, emit, lambda e: self.router.on_timer(key, e, timestamp, emit))
         self._flush()
         if out:
             yield bundle_row(out)
@@ -117,13 +120,25 @@ class PersonFunction(KeyedProcessFunction):
         self.definitions.put(key, {"definition": record["definition"], "version": ts})
         cause = {"reason": "definition", "segment": key.partition(":")[2]}
         for person in [k for k in self.persons.keys() if k.startswith(app + ":")]:
-            self._step(person, ctx, lambda entry: self.router.revisit(person, entry, ts, cause, emit))
+            self._step(person, ctx, emit, lambda entry: self.router.revisit(person, entry, ts, cause, emit))
 
     # -- state ------------------------------------------------------------------------------
-    def _step(self, key: str, ctx, step) -> None:
+    def _step(self, key: str, ctx, emit, step) -> None:
         entry = self.persons.get(key)
         before = self.router.wake(entry) if entry else None
         entry = step(entry)
+        now = ctx.timer_service().current_watermark()
+        for _ in range(MAX_LATE_WAKES):
+            # A wake time the clock has passed already (the person's state came late: a merge's
+            # handoff read back after the clock moved on) is handled now, at the whole second
+            # its timer would have fired at: such a timer would wait for the clock's next move,
+            # which may never come (a quiet input, the end of a replay).
+            wake = self.router.wake(entry) if entry is not None and now != END_OF_INPUT else None
+            if wake is None or wake_second(wake) > now:
+                break
+            entry = self.router.on_timer(key, entry, wake_second(wake), emit)
+            if entry is not None and self.router.wake(entry) == wake:
+                break  # nothing more to do at this time (it waits for a handoff)
         if entry is None:
             self.persons.remove(key)
             return

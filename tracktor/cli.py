@@ -6,7 +6,8 @@
   migrate                   create or update the ClickHouse tables
   generate                  write sample tracking calls as JSON lines
   load                      send sample tracking calls to tracktor.raw
-  job NAME [--bounded]      run one Flink job (jobs/NAME.py)
+  job NAME [--bounded]      run one Flink job (jobs/NAME.py); SIGTERM stops it with a savepoint
+  status [--json]           each job: state, records/s, last checkpoint, lag per input, dead letters
   report funnel|metric|segment NAME   answers read from ClickHouse
   segments apply FILE|delete NAME    change segments while segment_eval runs
   people delete APP ID               delete a person, all their ids and data
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from datetime import date
 
 from tracktor import config as config_mod
@@ -97,9 +99,20 @@ def cmd_load(args) -> int:
 def cmd_job(args) -> int:
     import jobs
     from tracktor.dev import stack
+    from tracktor import logs
     from tracktor.flink import runner
     cfg = _cfg(args)
-    runner.run(jobs.load(args.name), cfg, stack.resolve_bootstrap(cfg), args.bounded)
+    logs.setup(cfg.logging)
+    runner.run(jobs.load(args.name), cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from tracktor.dev import stack
+    from tracktor.flink import status
+    cfg = _cfg(args)
+    entries = status.status(cfg, stack.resolve_bootstrap(cfg))
+    print(json.dumps(entries, indent=2) if args.json else status.render(entries))
     return 0
 
 
@@ -164,13 +177,13 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
-def _serve(stop, banner: str) -> int:
-    """Print the banner, serve (logging at INFO) until SIGINT or SIGTERM, then call `stop`."""
-    import logging
+def _serve(cfg, stop, banner: str) -> int:
+    """Print the banner, serve (logging as the config says) until SIGINT or SIGTERM, then call `stop`."""
     import signal
     import threading
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from tracktor import logs
+    logs.setup(cfg.logging)
     print(banner, flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -188,7 +201,7 @@ def cmd_collector(args) -> int:
     bootstrap = stack.resolve_bootstrap(cfg)
     topics.ensure_topics(bootstrap, cfg.kafka)
     collector = CollectorProcesses(cfg, bootstrap, args.workers, port=args.port).start()
-    return _serve(collector.stop, f"collector at {collector.address} ({collector.workers} processes) "
+    return _serve(cfg, collector.stop, f"collector at {collector.address} ({collector.workers} processes) "
                              f"-> {cfg.topics['raw']} on {bootstrap}")
 
 
@@ -196,7 +209,7 @@ def cmd_serve(args) -> int:
     from tracktor.analytics.api import Api
     cfg = _cfg(args)
     api = Api(cfg, port=args.port).start()
-    return _serve(api.stop, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse.dsn})")
+    return _serve(cfg, api.stop, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse.dsn})")
 
 
 def cmd_warehouse(args) -> int:
@@ -211,7 +224,7 @@ def cmd_warehouse(args) -> int:
         client.close()
         raise RuntimeError(f"another process owns {path} and serves it already (see {owner_file(path)})")
     warehouse.migrate(client, cfg.clickhouse.database)
-    return _serve(client.close, f"ClickHouse HTTP interface of {path} at http://{cfg.clickhouse.http.host}:"
+    return _serve(cfg, client.close, f"ClickHouse HTTP interface of {path} at http://{cfg.clickhouse.http.host}:"
                                 f"{client.endpoint.port}: users writer and reader, their passwords in "
                                 f"clickhouse.users or else {users_file(path)} (docs/warehouse.md)")
 
@@ -228,7 +241,7 @@ def cmd_demo(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     import jobs
-    from tracktor.flink.runner import BOUNDED_HELP
+    from tracktor.flink.runner import BOUNDED_HELP, FROM_SAVEPOINT_HELP
 
     # --config before the command (the top parser) or after it (each command's parser);
     # SUPPRESS keeps a command's parser from overwriting a value given before it.
@@ -258,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
     j = command("job", cmd_job, help="run one Flink job")
     j.add_argument("name", choices=jobs.NAMES)
     j.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
+    j.add_argument("--from-savepoint", type=Path, default=None, help=FROM_SAVEPOINT_HELP)
+
+    command("status", cmd_status, help="each job's state, lag, records/s, last checkpoint, dead letters").add_argument(
+        "--json", action="store_true", help="as JSON")
 
     r = command("report", cmd_report, help="funnel or metric from ClickHouse")
     r.add_argument("kind", choices=("funnel", "metric", "segment"))

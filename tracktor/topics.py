@@ -80,25 +80,31 @@ def _next_offsets(consumer, name: str, partitions) -> dict[int, int] | None:
 
 def caught_up(bootstrap_servers: str, groups: dict[str, str]) -> bool:
     """Whether each consumer group of {topic: group} has committed every record of its topic."""
+    return all(behind == 0 for behind in lag(bootstrap_servers, groups).values())
+
+
+def lag(bootstrap_servers: str, groups: dict[str, str]) -> dict[str, int | None]:
+    """{topic: how many of its records the group of {topic: group} has not committed yet}, the
+    offsets transaction markers take left out; None when the topic's end could not be read."""
     from confluent_kafka import Consumer, TopicPartition
 
     reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "tracktor-caught-up",
                        "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
                        "fetch.wait.max.ms": 20})
+    out = {}
     try:
         metadata = reader.list_topics(timeout=30)
         for name, group in groups.items():
             ends = _next_offsets(reader, name, metadata.topics[name].partitions)
             if ends is None:
-                return False
+                out[name] = None
+                continue
             committer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
             try:
                 committed = committer.committed([TopicPartition(name, p) for p in ends], timeout=30)
             finally:
                 committer.close()
-            for tp in committed:
-                if ends[tp.partition] and tp.offset < ends[tp.partition]:
-                    return False
-        return True
+            out[name] = sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
+        return out
     finally:
         reader.close()

@@ -117,7 +117,7 @@ class FlinkSettings(Model):
     parallelism: PositiveInt = 1
     execution_mode: Literal["thread", "process"] = "thread"   # PyFlink's Python worker mode
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
-    checkpoint_interval_ms: Annotated[Int, Field(ge=100)] = 5000
+    checkpoint_interval_ms: Annotated[Int, Field(ge=100)] = 1000
     checkpoint_dir: Path = Path(".data/checkpoints")
     restart_attempts: Annotated[Int, Field(ge=0)] = 3   # a failing job is retried this often (2 s apart)
     # Records reach the Python functions in bundles of up to this many per key, none waiting
@@ -125,12 +125,17 @@ class FlinkSettings(Model):
     bundle_max_records: PositiveInt = 500
     bundle_max_delay_ms: PositiveInt = 100
     taskmanager_memory: Text = "2g"
+    # A job run by `bin/tracktor job` serves Flink's REST API (for `bin/tracktor status`) on
+    # the first free port of this range, on 127.0.0.1.
+    rest_ports: Annotated[Text, Field(pattern=r"^\d+-\d+$")] = "18081-18180"
     # Time (docs/architecture.md): records may come this much out of order before a timer
     # would fire early; a job writes its clock into its outputs at most this often; a
-    # partition with nothing, not even a heartbeat, for this long stops holding back the clock.
+    # partition with nothing, not even a heartbeat, for this long stops holding back the clock
+    # (0: never). Longer than a writer's restart: what a partition brings after it was left
+    # out may be late, and decided otherwise than in time.
     allowed_disorder: Duration = 2.0
     heartbeat_interval_ms: PositiveInt = 1000
-    idle_partition_timeout: Duration = 10.0
+    idle_partition_timeout: Annotated[Duration, Field(ge=0)] = 60.0
     # The per-person jobs (segment_eval, cart_timeout) key by person bucket: this many buckets
     # (at most this many subtasks share their work; a bucket holds many persons).
     person_buckets: PositiveInt = 128
@@ -272,6 +277,11 @@ def _merged(a: dict, b: dict) -> dict:
     return out
 
 
+class LogSettings(Model):
+    format: Literal["text", "json"] = "text"   # json: one object per line, for a log collector
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class Config(Model):
     path: Path                        # the file it was read from
     data_dir: Path = Path(".data")    # broker logs, checkpoints, the embedded warehouse
@@ -281,6 +291,7 @@ class Config(Model):
     collector: CollectorSettings = CollectorSettings()
     api: ApiSettings = ApiSettings()
     identity: IdentitySettings = IdentitySettings()
+    logging: LogSettings = LogSettings()
     app_list: Annotated[tuple[App, ...], Field(alias="apps", min_length=1)]
 
     _data_relative = field_validator("data_dir")(classmethod(lambda cls, v, info: _relative_to_file(v, info)))

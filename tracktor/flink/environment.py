@@ -22,9 +22,22 @@ def job_jars() -> list[Path]:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint (chk-N with its _metadata) under `directory`, if any."""
-    done = [m.parent for m in directory.glob("*/chk-*/_metadata")]
+    """The newest complete checkpoint (chk-N with its _metadata) or savepoint (the job stopped
+    with one: savepoints/savepoint-*) under `directory`, if any."""
+    done = [m.parent for pattern in ("*/chk-*/_metadata", "savepoints/savepoint-*/_metadata")
+            for m in directory.glob(pattern)]
     return max(done, key=lambda p: p.stat().st_mtime) if done else None
+
+
+def local_path(path) -> Path:
+    """A checkpoint or savepoint named as the runner prints it (`file:/…`) or as a path."""
+    text = str(path)
+    return Path(text[len("file:"):] if text.startswith("file:") else text).resolve()
+
+
+def savepoint_dir(flink: FlinkSettings, job_name: str) -> Path:
+    """Where a job stopped with a savepoint writes it: beside its checkpoints, so it resumes from it."""
+    return (flink.checkpoint_dir / job_name / "savepoints").resolve()
 
 
 def use_this_interpreter() -> None:
@@ -41,11 +54,14 @@ def use_this_interpreter() -> None:
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False):
+def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False, restore: Path | None = None,
+               serve_rest: bool = False):
     """A StreamExecutionEnvironment plus a StreamTableEnvironment on it, configured from `flink:`.
 
-    With `resume`, the job restores its state from its newest checkpoint: a job stopped or
-    killed carries on where that checkpoint left it (its Kafka offsets are in the checkpoint).
+    With `resume`, the job restores its state from its newest checkpoint or savepoint: a job
+    stopped or killed carries on where that left it (its Kafka offsets are in it); `restore`
+    names the checkpoint or savepoint to restore instead. With `serve_rest` the job's REST API
+    listens on the first free port of `flink.rest_ports` (127.0.0.1), for `bin/tracktor status`.
     """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -78,12 +94,14 @@ def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False):
         "restart-strategy.fixed-delay.attempts": str(flink.restart_attempts),
         "restart-strategy.fixed-delay.delay": "2s",
     }
+    if serve_rest:
+        settings["rest.bind-port"] = flink.rest_ports
     jars = [jar.as_uri() for jar in job_jars()]
     if jars:
         settings["pipeline.jars"] = ";".join(jars)
 
-    if resume:
-        checkpoint = latest_checkpoint(flink.checkpoint_dir / job_name)
+    if resume or restore:
+        checkpoint = local_path(restore) if restore else latest_checkpoint(flink.checkpoint_dir / job_name)
         if checkpoint is not None:
             logging.getLogger(__name__).info("%s resumes from %s", job_name, checkpoint)
             settings["execution.state-recovery.path"] = checkpoint.as_uri()

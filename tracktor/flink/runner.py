@@ -12,17 +12,22 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from tracktor import config as config_mod
+from tracktor import config as config_mod, logs
 from tracktor.config import Config
 from tracktor.flink import kafka
-from tracktor.flink.environment import stream_env
+from tracktor.flink.environment import savepoint_dir, stream_env
+from tracktor.flink.status import registered
 
 log = logging.getLogger(__name__)
+SAVEPOINT_WAIT_S = 120  # how long a stop asked for during start-up waits for the job to take a savepoint
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,11 @@ class Job:
         return cfg.flink
 
 
-def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool) -> None:
-    """Run `job` on Kafka: until stopped (resuming from its newest checkpoint), or with
-    `bounded` over its input topics as they are now, from their beginning to their end.
+def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: Path | None = None) -> None:
+    """Run `job` on Kafka: until stopped (resuming from its newest checkpoint or savepoint, or
+    from `restore`), or with `bounded` over its input topics as they are now, from their
+    beginning to their end. Unbounded, SIGTERM or SIGINT stops it with a savepoint
+    (`until_stopped`).
 
     A job that reads what it writes (merge handoffs) cannot stop at its inputs' end as they
     were at its start: what it hands over during the run must still be read. Bounded, it
@@ -75,11 +82,12 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool) -> None:
     from tracktor.topics import partition_counts
 
     flink = job.flink_settings(cfg)
+    stop = None if bounded else stop_requested()  # from now on: a stop during start-up is one too
     topics = cfg.topics
     replay = f"-replay-{uuid.uuid4().hex[:8]}" if bounded and job.feedback else ""
     if replay:  # its end shows in committed offsets: checkpoint often
         flink = flink.model_copy(update={"checkpoint_interval_ms": min(flink.checkpoint_interval_ms, 1000)})
-    env, t_env = stream_env(flink, job.name + replay, resume=not bounded)
+    env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded)
     groups = {role: job.group_id(role) + replay for role in job.inputs}
     inputs = {}
     for role in job.inputs:
@@ -93,10 +101,49 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool) -> None:
     if replay:
         drain(result, bootstrap_servers, {topics[role]: groups[role] for role in job.inputs}, flink)
         shutil.rmtree(flink.checkpoint_dir / (job.name + replay), ignore_errors=True)
-    else:
+    elif bounded:
         result.wait()
+    else:
+        with registered(flink, job.name, str(result.get_job_client().get_job_id())):
+            until_stopped(result, savepoint_dir(flink, job.name), stop)
     if bounded and job.after_bounded_run:
         job.after_bounded_run(cfg)
+
+
+def stop_requested() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (when called in the main thread)."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def until_stopped(result, savepoints: Path, stop: threading.Event) -> None:
+    """Wait for the job; once `stop` is set, stop it with a savepoint in `savepoints`, which
+    the next start resumes from (a deployment upgrades a job this way). A job that fails
+    raises its error here."""
+    client = result.get_job_client()
+    while not stop.wait(0.5):
+        status = str(client.get_job_status().result())
+        if status in ("FAILED", "CANCELED", "FINISHED"):
+            result.wait()  # raises the job's error
+            return
+    from py4j.protocol import Py4JJavaError
+    from pyflink.java_gateway import get_gateway
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    log.info("stopping with a savepoint in %s", savepoints)
+    deadline = time.monotonic() + SAVEPOINT_WAIT_S
+    while True:
+        try:
+            path = client._j_job_client.stopWithSavepoint(False, savepoints.as_uri(), canonical).get()
+            break
+        except Py4JJavaError:  # a job still starting takes no savepoint yet: its tasks are not all running
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    log.info("stopped; savepoint %s (the next start resumes from it)", path)
+    print(f"savepoint: {path}", flush=True)
 
 
 def drain(result, bootstrap_servers: str, groups: dict[str, str], flink) -> None:
@@ -136,11 +183,14 @@ def main(job: Job, argv=None) -> None:
     p = argparse.ArgumentParser(prog=f"python -m jobs.{job.name}", description=job.summary or job.name)
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
     p.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
+    p.add_argument("--from-savepoint", type=Path, default=None, help=FROM_SAVEPOINT_HELP)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = config_mod.load(args.config)
-    run(job, cfg, stack.resolve_bootstrap(cfg), args.bounded)
+    logs.setup(cfg.logging)
+    run(job, cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint)
 
 
 BOUNDED_HELP = ("replay the input topics from their beginning and stop at their end "
-                "(without it: run on, resuming from the newest checkpoint)")
+                "(without it: run on, resuming from the newest checkpoint or savepoint; "
+                "SIGTERM or Ctrl-C stops the job with a savepoint)")
+FROM_SAVEPOINT_HELP = "restore this savepoint or checkpoint directory instead of the newest one"

@@ -9,8 +9,9 @@ Kafka source and exactly-once sink: a PyFlink pass-through (one Python call per 
 Kafka -> Python -> Kafka) and the JVM copy (no Python at all: the ceiling of any job here).
 
 A job's rate is the records of its input topics over its wall time less its start-up (the
-same job over empty topics); /core divides by the parallelism. With --quick, parallelism 1
-only and one start-up (the pass-through's) for every job.
+same job over empty topics); /core divides by the parallelism. identity_merge also runs with
+checkpoints every 1 s and every 5 s: what a shorter interval (fresher output) costs. With
+--quick, parallelism 1 only and one start-up (the pass-through's) for every job.
 
     bin/tracktor bench --only jobs [--quick]   (or .venv/bin/python bench/jobs.py [--people N])
 """
@@ -71,9 +72,9 @@ def main() -> None:
                                      start_ms=BEGINNING, days=3), key=lambda e: e["received_at"])
             raw = None
 
-            def config(name: str, parallelism: int):
+            def config(name: str, parallelism: int, **flink):
                 (tmp / name).mkdir()
-                cfg = make_config(tmp / name, name, bs, parallelism=parallelism)
+                cfg = make_config(tmp / name, name, bs, parallelism=parallelism, **flink)
                 if raw:
                     cfg = cfg.updated(kafka={"topics": {"raw": raw}})
                 ensure_topics(bs, cfg.kafka, partitions=4)
@@ -117,6 +118,15 @@ def main() -> None:
                         figures.append(Figure("jobs", f"{name} p{parallelism}, records/s per core", rate / parallelism,
                                               "records/s", f"{base_name} p{parallelism}, per core",
                                               rates[base_name] / parallelism))
+                if parallelism == 1:  # what checkpointing every second costs against every 5 s
+                    merge, cost = jobs.load("identity_merge"), {}
+                    for interval in (1000, 5000):
+                        wall = timed(merge, config(f"checkpoints-{interval}", 1, checkpoint_interval_ms=interval))
+                        cost[interval] = len(calls) / max(0.1, wall - (shared_start or start_up(merge, 1)))
+                        print(f"identity_merge, checkpoints every {interval} ms: {len(calls):,} calls in {wall:.1f}s",
+                              flush=True)
+                    figures.append(Figure("jobs", "identity_merge p1, checkpoints every 1 s, records/s", cost[1000],
+                                          "records/s", "the same, every 5 s", cost[5000]))
                 figures.append(Figure("jobs", f"PyFlink pass-through p{parallelism}, per core",
                                       rates["PyFlink pass-through"] / parallelism, "records/s",
                                       f"JVM copy p{parallelism}, per core", rates["JVM copy"] / parallelism))

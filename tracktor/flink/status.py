@@ -23,16 +23,21 @@ def running_file(flink, job_name: str) -> Path:
     return flink.checkpoint_dir / job_name / "running.json"
 
 
-def rest_address(flink, job_id: str) -> str | None:
-    """The REST API serving `job_id`: the port of flink.rest_ports that knows the job."""
+def rest_address(flink, job_id: str, wait_s: float = 0.0) -> str | None:
+    """The REST API serving `job_id`: the port of flink.rest_ports that knows the job
+    (looked for again until `wait_s` has passed: a job just submitted may not be listed yet)."""
     first, last = (int(p) for p in flink.rest_ports.split("-"))
-    for port in range(first, last + 1):
-        try:
-            _get(f"http://127.0.0.1:{port}/jobs/{job_id}", timeout=0.5)
-            return f"http://127.0.0.1:{port}"
-        except (OSError, ValueError):
-            continue
-    return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        for port in range(first, last + 1):
+            try:
+                _get(f"http://127.0.0.1:{port}/jobs/{job_id}", timeout=0.5)
+                return f"http://127.0.0.1:{port}"
+            except (OSError, ValueError, http.client.HTTPException):
+                continue
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
 
 
 @contextmanager
@@ -41,7 +46,7 @@ def registered(flink, job_name: str, job_id: str):
     path = running_file(flink, job_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"running.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "rest": rest_address(flink, job_id), "job_id": job_id,
+    tmp.write_text(json.dumps({"pid": os.getpid(), "rest": rest_address(flink, job_id, wait_s=30), "job_id": job_id,
                                "started_ms": int(time.time() * 1000)}))
     os.replace(tmp, path)
     try:
@@ -144,6 +149,7 @@ def status(cfg, bootstrap_servers: str) -> list[dict]:
         except (OSError, ValueError):
             info = None  # not registered: not running here
         if info and _alive(info["pid"]):
+            info["rest"] = info["rest"] or rest_address(job.flink_settings(cfg), info["job_id"])
             entry.update(pid=info["pid"], job_id=info["job_id"], rest=info["rest"], started_ms=info["started_ms"])
             try:
                 entry.update(flink_view(info) if info["rest"] else {"state": "UNREACHABLE (no REST API found)"})

@@ -147,7 +147,7 @@ def rollup_rate(tmp: Path, bootstrap: str, texts: list[str]) -> list[Figure]:
     stored = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]
     copies = copy_rates(client, db, stored)
     client.close()
-    rate = stored / (walls["full"] - walls["empty"])
+    rate = stored / max(0.1, walls["full"] - walls["empty"])  # a loaded machine can start slower than it ran
     print(f"metric_rollup job: {stored:,} rows in {walls['full']:.1f}s, {walls['empty']:.1f}s of it start-up "
           f"-> {rate:,.0f} rows/s", flush=True)
     return [Figure("freshness", f"metric_rollup job, bounded ({stored:,} rows)", rate, "rows/s",

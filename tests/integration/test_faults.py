@@ -142,10 +142,10 @@ class Pipeline:
         """Return once every job runs (registered by its runner), is behind its inputs by no
         more than the clock's last few heartbeats, and no output topic has gained a record
         (heartbeats aside) over four checks 4 s apart: longer than a job's restart."""
-        groups, outputs = {}, set()
+        groups, outputs = [], set()  # (topic, group): several jobs read tracktor.events
         for name in jobs.NAMES:
             job = jobs.load(name)
-            groups.update({self.cfg.topics[role]: job.group_id(role) for role in job.inputs})
+            groups += [(self.cfg.topics[role], job.group_id(role)) for role in job.inputs]
             outputs.update(self.cfg.topics[role] for role in job.outputs)
         deadline, settled, last = time.monotonic() + timeout_s, 0, None
         while settled < 4:
@@ -156,7 +156,7 @@ class Pipeline:
                 assert proc.poll() is None, f"{name} died:\n{proc.log.read_text(errors='replace')[-3000:]}"
                 info = running_file(self.cfg.flink, name)
                 running = running and info.exists() and json.loads(info.read_text())["pid"] == proc.pid
-            behind = [lag(kafka, {topic: group})[topic] for topic, group in groups.items()]
+            behind = [lag(kafka, {topic: group})[topic] for topic, group in groups]
             counts = {topic: len(read_topic(kafka, topic)) for topic in sorted(outputs)}
             close = all(b is not None and b <= 10 for b in behind)
             settled = settled + 1 if running and close and counts == last else 0

@@ -128,17 +128,19 @@ class PersonFunction(KeyedProcessFunction):
         before = self.router.wake(entry) if entry else None
         entry = step(entry)
         now = ctx.timer_service().current_watermark()
+        # A wake time the clock has passed already (the person's state came late: a merge's
+        # handoff read back after the clock moved on) is handled now, at the whole second its
+        # timer would have fired at: such a timer would wait for the clock's next move, which
+        # may never come (a quiet input, the end of a replay).
+        wake = self.router.wake(entry) if entry is not None and now != END_OF_INPUT else None
         for _ in range(MAX_LATE_WAKES):
-            # A wake time the clock has passed already (the person's state came late: a merge's
-            # handoff read back after the clock moved on) is handled now, at the whole second
-            # its timer would have fired at: such a timer would wait for the clock's next move,
-            # which may never come (a quiet input, the end of a replay).
-            wake = self.router.wake(entry) if entry is not None and now != END_OF_INPUT else None
             if wake is None or wake_second(wake) > now:
                 break
             entry = self.router.on_timer(key, entry, wake_second(wake), emit)
-            if entry is not None and self.router.wake(entry) == wake:
+            later = self.router.wake(entry) if entry is not None else None
+            if later == wake:
                 break  # nothing more to do at this time (it waits for a handoff)
+            wake = later
         if entry is None:
             self.persons.remove(key)
             return

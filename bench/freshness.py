@@ -3,9 +3,10 @@
 1. Rows/s written by metric_rollup over N generated resolved events: its WarehouseWriter
    driven directly over bundles (the writer alone, with its time per row in two parts), and
    the job itself bounded (wall time less that of the same job over empty topics, the
-   mini-cluster's start-up). Baseline: `INSERT … SELECT` of the same rows in the same
-   warehouse, from a table holding them in arrival order (the sort every insert pays) and
-   from the events table itself (already sorted).
+   mini-cluster's start-up), beside the same job with a writer that writes nothing. Baseline: `INSERT … SELECT` of the same rows in the same
+   warehouse from a table holding them in arrival order (the sort every insert pays) into
+   the events table with its views (the writer's own work but for reading records), and
+   for reference into a bare copy of it, from arrival order and already sorted.
 2. Freshness: every job of the pipeline runs unbounded (as `bin/tracktor job NAME`, the
    shipped settings but for the topics, paths and the checkpoint interval) under a steady
    offered load of generated calls; every half second a probe event is sent to tracktor.raw,
@@ -42,6 +43,7 @@ from tracktor.topics import ensure_topics  # noqa: E402
 from tracktor import warehouse  # noqa: E402
 from tracktor.config import metric_from  # noqa: E402
 from tracktor.flink import runner  # noqa: E402
+from tracktor.flink.bundling import collector_paused  # noqa: E402
 from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
 from tracktor.dev.sample_data import Generator  # noqa: E402
 from tracktor.warehouse.shared import owner_file  # noqa: E402
@@ -62,19 +64,27 @@ def resolved(envs):
 
 
 def copy_rates(client, db: str, stored: int) -> dict[str, float]:
-    """rows/s of `INSERT … SELECT` of the events table's rows into an empty copy: from the
-    table itself (its parts are already in the table's order, so the insert's sort is nearly
-    free) and from a Memory table holding them in the order they arrived (the sort any
-    client's insert pays: the writer's fair baseline)."""
+    """rows/s of `INSERT … SELECT` of the events table's rows, three ways:
+    - "same table": into the events table itself (emptied first), with the materialized
+      views every insert into it feeds, from a Memory table holding the rows in the order
+      they arrived. This is exactly the writer's work but for reading the records: its fair
+      baseline;
+    - "bare copy": the same into an empty copy of the table without the views;
+    - "sorted": into the bare copy from the table itself, whose parts are already in the
+      table's order, so even the insert's sort is nearly free."""
     client.command(f"CREATE TABLE {db}.arrived AS {db}.events ENGINE = Memory")
     client.command(f"INSERT INTO {db}.arrived SELECT * FROM {db}.events ORDER BY received_at, event_id")
     rates = {}
-    for name, source in (("sorted", "events"), ("arrival order", "arrived")):
+    for name, source in (("sorted", "events"), ("bare copy", "arrived")):
         client.command(f"CREATE TABLE {db}.events_copy AS {db}.events")
         t = time.monotonic()
         client.command(f"INSERT INTO {db}.events_copy SELECT * FROM {db}.{source}")
         rates[name] = stored / (time.monotonic() - t)
         client.command(f"DROP TABLE {db}.events_copy SYNC")
+    client.command(f"TRUNCATE TABLE {db}.events")
+    t = time.monotonic()
+    client.command(f"INSERT INTO {db}.events SELECT * FROM {db}.arrived")
+    rates["same table"] = stored / (time.monotonic() - t)
     client.command(f"DROP TABLE {db}.arrived SYNC")
     return rates
 
@@ -104,7 +114,8 @@ def writer_rate(tmp: Path, texts: list[str]) -> list[Figure]:
     parse = insert = 0.0
     for bundle in bundles:
         t = time.monotonic()
-        tables, _, _ = writer._rows("events", bundle)  # what process_element does first, timed apart
+        with collector_paused():  # as process_element does
+            tables, _, _ = writer._rows("events", bundle)  # what process_element does first, timed apart
         t1 = time.monotonic()
         for table, rows in tables.items():
             warehouse.insert_rows(writer.client, db, table, rows)
@@ -120,38 +131,69 @@ def writer_rate(tmp: Path, texts: list[str]) -> list[Figure]:
     writer.close()
     n = len(texts)
     print(f"writer alone: {stored:,} rows in {wall:.2f}s = {stored / wall:,.0f} rows/s; per row: records -> rows "
-          f"{parse / n * 1e6:.2f} us, columnar insert {insert / n * 1e6:.2f} us; INSERT ... SELECT "
-          f"{copies['arrival order']:,.0f} rows/s in arrival order, {copies['sorted']:,.0f} sorted", flush=True)
+          f"{parse / n * 1e6:.2f} us, columnar insert {insert / n * 1e6:.2f} us; INSERT ... SELECT in arrival order "
+          f"{copies['same table']:,.0f} rows/s into the events table, {copies['bare copy']:,.0f} into a bare copy, "
+          f"{copies['sorted']:,.0f} sorted into a bare copy", flush=True)
     return [Figure("freshness", f"writer alone, rows/s (records -> rows {parse / n * 1e6:.2f} us/row, "
                                 f"insert {insert / n * 1e6:.2f} us/row)", stored / wall, "rows/s",
-                   "INSERT … SELECT, arrival order", copies["arrival order"]),
-            Figure("freshness", "writer alone, rows/s", stored / wall, "rows/s", "INSERT … SELECT, sorted source",
+                   "INSERT … SELECT into events", copies["same table"]),
+            Figure("freshness", "writer alone, rows/s", stored / wall, "rows/s", "INSERT … SELECT, bare copy",
+                   copies["bare copy"]),
+            Figure("freshness", "writer alone, rows/s", stored / wall, "rows/s", "INSERT … SELECT, sorted, bare copy",
                    copies["sorted"])]
 
 
+def discarding_job():
+    """metric_rollup with a writer that takes each bundle and writes nothing: what reaching
+    the writer costs (reading Kafka, bundling, PyFlink's transfer to Python), the job's
+    ceiling on this machine."""
+    from pyflink.datastream import KeyedProcessFunction
+
+    from tracktor.flink.bundling import bundle_output_type, unbundled
+
+    class Discard(KeyedProcessFunction):
+        def process_element(self, bundle, ctx):
+            return iter(())
+
+    def build(inputs, cfg):
+        return unbundled(metric_rollup.bundles(inputs, cfg).process(Discard(), output_type=bundle_output_type())
+                         .set_parallelism(1))
+
+    return runner.Job("bench_discard", inputs=metric_rollup.ROLES, outputs=("dead_letter",), build=build,
+                      execution_mode="process")
+
+
 def rollup_rate(tmp: Path, bootstrap: str, texts: list[str]) -> list[Figure]:
-    """metric_rollup as a bounded Flink job over the same resolved events, start-up less."""
-    walls = {}
-    for name, payload in (("warm-up", []), ("empty", []), ("full", texts)):  # the first run warms the JVM
-        (tmp / name).mkdir()
+    """metric_rollup as a bounded Flink job over the same resolved events, start-up less;
+    and the same job writing nothing over the same topic."""
+    walls, configs = {}, {}
+    for name, payload in (("warm-up", []), ("empty", []), ("full", texts), ("discard", [])):
+        (tmp / name).mkdir()  # the first run warms the JVM
         cfg = make_config(tmp / name, f"rate-{name}", bootstrap)
         ensure_topics(bootstrap, cfg.kafka, partitions=2)
         if payload:
             loader.send(bootstrap, cfg.topics["events"], [json.loads(t) for t in payload], total=len(payload),
                         label="resolved events sent")
+        job = metric_rollup.JOB
+        if name == "discard":
+            cfg, job = cfg.updated(kafka={"topics": {"events": configs["full"].topics["events"]}}), discarding_job()
+        configs[name] = cfg
         t = time.monotonic()
-        runner.run(metric_rollup.JOB, cfg, bootstrap, bounded=True)
+        runner.run(job, cfg, bootstrap, bounded=True)
         walls[name] = time.monotonic() - t
-    client = warehouse.connect(cfg.clickhouse)
-    db = cfg.clickhouse.database
+    client = warehouse.connect(configs["full"].clickhouse)
+    db = configs["full"].clickhouse.database
     stored = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]
     copies = copy_rates(client, db, stored)
     client.close()
-    rate = stored / max(0.1, walls["full"] - walls["empty"])  # a loaded machine can start slower than it ran
+    # max(): a loaded machine can start slower than it ran
+    rate, ceiling = (stored / max(0.1, walls[name] - walls["empty"]) for name in ("full", "discard"))
     print(f"metric_rollup job: {stored:,} rows in {walls['full']:.1f}s, {walls['empty']:.1f}s of it start-up "
-          f"-> {rate:,.0f} rows/s", flush=True)
+          f"-> {rate:,.0f} rows/s; writing nothing: {walls['discard']:.1f}s -> {ceiling:,.0f} rows/s", flush=True)
     return [Figure("freshness", f"metric_rollup job, bounded ({stored:,} rows)", rate, "rows/s",
-                   "INSERT … SELECT, arrival order", copies["arrival order"])]
+                   "INSERT … SELECT into events", copies["same table"]),
+            Figure("freshness", f"metric_rollup job, bounded ({stored:,} rows)", rate, "rows/s",
+                   "the same job writing nothing", ceiling)]
 
 
 def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoint_ms: int) -> list[Figure]:

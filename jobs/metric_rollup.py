@@ -82,14 +82,19 @@ class WarehouseWriter(KeyedProcessFunction):
             self.client = None
 
 
-def build(inputs: dict, cfg):
+def bundles(inputs: dict, cfg):
+    """Every input's records in bundles, keyed by the input's role."""
     from pyflink.datastream.data_stream import DataStream
 
     keyed = [DataStream(inputs[role]._j_data_stream.map(jvm().io.tracktor.flink.WithKey(role),
                                                           inputs[role]._j_data_stream.getType()))
              for role in ROLES]
-    bundles = bundled(*keyed, max_records=MAX_BUNDLE_ROWS, max_delay_ms=cfg.flink.bundle_max_delay_ms)
-    written = (bundles.process(WarehouseWriter(cfg.clickhouse, cfg.topics), output_type=bundle_output_type())
+    return bundled(*keyed, max_records=MAX_BUNDLE_ROWS, max_delay_ms=cfg.flink.bundle_max_delay_ms)
+
+
+def build(inputs: dict, cfg):
+    written = (bundles(inputs, cfg).process(WarehouseWriter(cfg.clickhouse, cfg.topics),
+                                            output_type=bundle_output_type())
                .set_parallelism(1).uid(JOB.uid("writer")).name("ClickHouse writer"))
     return unbundled(written)
 

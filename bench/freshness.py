@@ -13,6 +13,10 @@
    and a reader polls a times_event_happened metric through the warehouse's owner (the
    rollup) until it counts the probe. Freshness = counted − acknowledged by Kafka; p50, p99,
    beside the checkpoint interval (a job's output is readable once its checkpoint commits).
+   With each probe go a purchase and a property set by new people of the shop demo: the
+   time from their acknowledgement to cart_timeout's `Cart purchased` on tracktor.derived
+   and segment_eval's big_spenders entry on tracktor.segments (read_committed) is the
+   latency from a call to its derived records.
 
     bin/tracktor bench --only freshness [--quick]   (or .venv/bin/python bench/freshness.py [--rows N])
 """
@@ -50,6 +54,7 @@ from tracktor.warehouse.shared import owner_file  # noqa: E402
 from udfs.envelope import CART_METHODS  # noqa: E402
 
 PROBE = "Freshness probe"
+CART_PROBE, SEGMENT_PROBE = "cart-probe-", "segment-probe-"  # the derived records' probe people
 
 
 def resolved(envs):
@@ -207,6 +212,7 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoin
     from kafka import KafkaProducer
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     stop = threading.Event()
+    derived = DerivedRecords(bootstrap, cfg.topics["derived"], cfg.topics["segments"], stop=stop)
 
     def background():
         gen = iter(Generator(seed=9, people=1_000_000, start_ms=int(time.time() * 1000), days=1))
@@ -222,6 +228,16 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoin
         e = E.track("demo-video", f"probe-{i}", PROBE, now, received_at=now)
         producer.send(cfg.topics["raw"], key=b"demo-video", value=json.dumps(e).encode()).get(timeout=30)
         return time.monotonic()
+
+    def derived_probe(i: int) -> None:
+        """A purchase (cart_timeout's `Cart purchased` on tracktor.derived) and a property
+        set that puts a new person in the shipped segment big_spenders (tracktor.segments)."""
+        now = int(time.time() * 1000)
+        cart = {"totalprice": 80, "products": [{"name": "probe", "price": 80}]}
+        for e in (E.cart("demo-shop", f"{CART_PROBE}{i}", "purchase", cart, now, received_at=now),
+                  E.set_properties("demo-shop", f"{SEGMENT_PROBE}{i}", {"total_spent": 100}, now, received_at=now)):
+            producer.send(cfg.topics["raw"], key=b"demo-shop", value=json.dumps(e).encode()).get(timeout=30)
+            derived.acked[e["id"]] = time.monotonic()
 
     try:
         # the writer opens the warehouse with its first record: start the load, then wait for it
@@ -255,6 +271,7 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoin
         def send_probes():
             for i in range(probes):
                 acked.append(probe(i))
+                derived_probe(i)
                 time.sleep(0.5)
             sent_all.set()
 
@@ -266,7 +283,7 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoin
             for i in range(min(n, len(acked))):
                 if seen[i] is None:
                     seen[i] = now
-            if sent_all.is_set() and all(s is not None for s in seen):
+            if sent_all.is_set() and all(s is not None for s in seen) and derived.complete():
                 break
             time.sleep(0.05)
         client.close()
@@ -285,8 +302,54 @@ def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoin
     print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered, checkpoints every {checkpoint_ms} ms: "
           f"p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
     where = f"{load_per_s:,} calls/s, checkpoints {checkpoint_ms} ms"
-    return [Figure("freshness", f"p50, {where}", p50, "s", "checkpoint interval", checkpoint_ms / 1000, True),
-            Figure("freshness", f"p99, {where}", p99, "s", "checkpoint interval", checkpoint_ms / 1000, True)]
+    figures = [Figure("freshness", f"p50, {where}", p50, "s", "checkpoint interval", checkpoint_ms / 1000, True),
+               Figure("freshness", f"p99, {where}", p99, "s", "checkpoint interval", checkpoint_ms / 1000, True)]
+    for label, prefix in (("cart record", CART_PROBE), ("segment record", SEGMENT_PROBE)):
+        lags = derived.lags(prefix)
+        if not lags:
+            print(f"no call -> {label} was seen", flush=True)
+            continue
+        p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        print(f"call -> {label} on Kafka over {len(lags)} calls: p50 {p50:.2f}s  p99 {p99:.2f}s", flush=True)
+        figures += [Figure("freshness", f"call -> {label} {q}, {where}", v, "s", "checkpoint interval",
+                           checkpoint_ms / 1000, True) for q, v in (("p50", p50), ("p99", p99))]
+    return figures
+
+
+class DerivedRecords:
+    """When each probe person's first record became readable (read_committed) on
+    tracktor.derived and tracktor.segments; `acked` has when each probe call was acknowledged."""
+
+    def __init__(self, bootstrap: str, *topics: str, stop: threading.Event):
+        self.acked: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self.stop = stop
+        self.thread = threading.Thread(target=self._read, args=(bootstrap, topics), daemon=True)
+        self.thread.start()
+
+    def _read(self, bootstrap: str, topics) -> None:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(*topics, bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                 auto_offset_reset="earliest", enable_auto_commit=False)
+        try:
+            while not self.stop.is_set():
+                for batch in consumer.poll(100).values():
+                    now = time.monotonic()
+                    for msg in batch:
+                        if msg.value is None or msg.value.startswith(b"#"):
+                            continue  # a tombstone or a clock record
+                        who = json.loads(msg.value).get("person_id") or ""
+                        if who.startswith((CART_PROBE, SEGMENT_PROBE)):
+                            self.seen.setdefault(who, now)
+        finally:
+            consumer.close()
+
+    def complete(self) -> bool:
+        return all(who in self.seen for who in list(self.acked))
+
+    def lags(self, prefix: str) -> list[float]:
+        return sorted(self.seen[w] - t for w, t in list(self.acked.items()) if w.startswith(prefix) and w in self.seen)
 
 
 def main() -> None:

@@ -45,6 +45,31 @@ def test_kafka_start_status_stop_leaves_no_process(tmp_path):
         stack.stop_embedded(cfg)
 
 
+def test_kafka_start_brokers_3_runs_a_replicated_cluster_and_stop_stops_every_node(tmp_path):
+    from confluent_kafka.admin import AdminClient
+
+    cfg = make_config(tmp_path, "cli-cluster")
+    try:
+        started = cli(cfg, "kafka", "start", "--brokers", "3", timeout=180)
+        assert started.returncode == 0, started.stderr
+        address = re.search(r"embedded Kafka at (\S+);", started.stdout).group(1)
+        assert len(address.split(",")) == 3
+        meta = AdminClient({"bootstrap.servers": address}).list_topics(cfg.topics["raw"], timeout=30)
+        assert len(meta.brokers) == 3
+        assert {len(p.replicas) for p in meta.topics[cfg.topics["raw"]].partitions.values()} == {3}
+        pids = [n["pid"] for n in json.loads((stack.broker_dir(cfg) / "broker.json").read_text())["nodes"]]
+        refused = cli(cfg, "kafka", "start", "--brokers", "2", timeout=60)  # running: it says where, whatever N
+        assert address in refused.stdout
+        assert cli(cfg, "kafka", "stop", timeout=120).stdout.strip() == "stopped"
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        other = cli(cfg, "kafka", "start", "--brokers", "2", timeout=60)  # the cluster's data has 3 nodes
+        assert other.returncode != 0 and "has 3 nodes" in other.stderr
+    finally:
+        stack.stop_embedded(cfg)
+
+
 def test_a_job_without_a_broker_says_how_to_start_one(tmp_path):
     cfg = make_config(tmp_path, "cli-nobroker")
     out = cli(cfg, "job", "identity_merge", timeout=60)

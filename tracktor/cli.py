@@ -1,6 +1,6 @@
 """`tracktor` — the one command: `bin/tracktor <command>` (it sets up on first use).
 
-  kafka start|stop|status   the embedded single-node broker (background)
+  kafka start|stop|status   the embedded broker (background); start --brokers 3: a 3-node cluster
   collector                 the HTTP tracking API (GET /track /set /alias, POST /batch)
   topics                    create Tracktor's topics where missing
   migrate                   create or update the ClickHouse tables
@@ -38,8 +38,10 @@ def cmd_kafka(args) -> int:
     from tracktor.dev import stack
     cfg = _cfg(args)
     if args.action == "start":
-        address = stack.start_embedded(cfg)
-        created = topics.ensure_topics(address, cfg.kafka)
+        address = stack.start_embedded(cfg, args.brokers)
+        # a cluster's topics are replicated to up to three of its nodes, whatever the config says
+        replicas = max(cfg.kafka.replication_factor, min(3, args.brokers))
+        created = topics.ensure_topics(address, cfg.kafka.model_copy(update={"replication_factor": replicas}))
         print(f"embedded Kafka at {address}" + (f"; created {', '.join(created)}" if created else ""))
     elif args.action == "stop":
         print("stopped" if stack.stop_embedded(cfg) else "not running")
@@ -256,7 +258,10 @@ def parser() -> argparse.ArgumentParser:
         c.set_defaults(func=func)
         return c
 
-    command("kafka", cmd_kafka, help="the embedded broker").add_argument("action", choices=("start", "stop", "status"))
+    k = command("kafka", cmd_kafka, help="the embedded broker")
+    k.add_argument("action", choices=("start", "stop", "status"))
+    k.add_argument("--brokers", type=int, default=1, choices=range(1, 10), metavar="N",
+                   help="start: a cluster of N nodes on loopback (1-9; from 3: replication 3, min.insync.replicas 2)")
     command("topics", cmd_topics, help="create missing topics")
     command("migrate", cmd_migrate, help="create or update ClickHouse tables")
 

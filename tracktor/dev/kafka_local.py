@@ -1,7 +1,11 @@
-"""A single-node Kafka broker (KRaft, combined broker+controller) run from the Maven-fetched jars.
+"""Kafka brokers (KRaft, combined broker+controller) run from the Maven-fetched jars.
 
-Used by `tracktor kafka start` and by the pytest fixtures. It binds 127.0.0.1 on free ports,
-so it can run beside any other broker, and it stops the whole process tree it started.
+LocalKafka is one node: alone (the embedded broker of `tracktor kafka start` and the pytest
+fixtures), or one of a LocalKafkaCluster's (`tracktor kafka start --brokers 3`): N nodes on
+loopback with one static controller quorum, every topic replicated to min(N, 3) nodes with
+min.insync.replicas 2, so a write acknowledged with acks=all survives the loss of one node.
+Nodes bind 127.0.0.1 on free ports, so they run beside any other broker, and each stops the
+whole process tree it started.
 """
 from __future__ import annotations
 
@@ -15,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracktor import JARS_DIR
-
-
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -47,12 +49,18 @@ def _classpath() -> str:
 
 @dataclass
 class LocalKafka:
-    """One broker process. `start()` returns when it accepts connections."""
+    """One node. `start()` returns when it accepts connections. A node of a cluster has its
+    `node_id`, the cluster's `voters` (node_id@host:controller_port, ...) and `cluster_id`,
+    and `replicas`, the replication of the internal topics and of new topics."""
 
     data_dir: Path
     port: int = 0
     controller_port: int = 0
     process: subprocess.Popen | None = None
+    node_id: int = 1
+    voters: str | None = None
+    cluster_id: str | None = None
+    replicas: int = 1
 
     @property
     def bootstrap_servers(self) -> str:
@@ -61,24 +69,34 @@ class LocalKafka:
     def _write_config(self) -> Path:
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
+        isr = str(min(2, self.replicas))
+        quorum = ({"controller.quorum.voters": self.voters} if self.voters
+                  else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"})
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **quorum,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir / "logs"),
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(self.replicas),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replicas),
+            "transaction.state.log.min.isr": isr,
             "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(self.replicas),
+            "share.coordinator.state.topic.min.isr": isr,
+            "default.replication.factor": str(self.replicas),
+            "min.insync.replicas": isr,
             "group.initial.rebalance.delay.ms": "0",
+            # A node that stops heartbeating is fenced (its partitions get new leaders and it
+            # leaves their in-sync replicas) after this long, not Kafka's 9 s: on loopback a
+            # heartbeat is never late.
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "3000",
             # Flink's exactly-once sink asks for 1 h transactions; allow them.
             "transaction.max.timeout.ms": "3600000",
             "num.partitions": "1",
@@ -100,24 +118,27 @@ class LocalKafka:
         ]
 
     def start(self, timeout: float = 60.0) -> "LocalKafka":
+        self.launch()
+        self.wait_until_serving(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Format the storage on the first start, and start the process (not waiting for it:
+        a cluster's nodes serve only once a majority of its controllers runs)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = uuid.uuid4().hex[:22]
-            subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
-                check=True, capture_output=True, text=True,
-            )
+            alone = [] if self.voters else ["--standalone"]
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id or uuid.uuid4().hex[:22],
+                                      "-c", str(props), *alone), check=True, capture_output=True, text=True)
         out = open(self.data_dir / "stdout.log", "ab")
         self.process = subprocess.Popen(
             self._java("kafka.Kafka", str(props)), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         (self.data_dir / "pid").write_text(str(self.process.pid))
-        self._wait_until_serving(timeout)
-        return self
 
-    def _wait_until_serving(self, timeout: float) -> None:
+    def wait_until_serving(self, timeout: float = 60.0) -> None:
         from kafka import KafkaAdminClient
 
         deadline = time.monotonic() + timeout
@@ -136,6 +157,12 @@ class LocalKafka:
         self.stop()
         raise TimeoutError(f"Kafka did not serve within {timeout}s: {last_error}")
 
+    def kill(self) -> None:
+        """SIGKILL: the node dies at once, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -148,6 +175,50 @@ class LocalKafka:
         (self.data_dir / "pid").unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalKafka":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalKafkaCluster:
+    """`brokers` nodes in `data_dir`/node-N, each a broker and a voter of the controller
+    quorum. Ports are chosen once (KRaft remembers the voters' addresses): pass `ports`,
+    [(port, controller_port), ...], to start a cluster again on its data."""
+
+    def __init__(self, data_dir: Path, brokers: int = 3, ports: list[tuple[int, int]] | None = None,
+                 cluster_id: str | None = None):
+        ports = ports or [(free_port(), free_port()) for _ in range(brokers)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        self.cluster_id = cluster_id or uuid.uuid4().hex[:22]
+        self.nodes = [LocalKafka(data_dir / f"node-{i + 1}", port=p, controller_port=c, node_id=i + 1, voters=voters,
+                                 cluster_id=self.cluster_id, replicas=min(len(ports), 3))
+                      for i, (p, c) in enumerate(ports)]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(n.bootstrap_servers for n in self.nodes)
+
+    @property
+    def ports(self) -> list[tuple[int, int]]:
+        return [(n.port, n.controller_port) for n in self.nodes]
+
+    def start(self, timeout: float = 90.0) -> "LocalKafkaCluster":
+        for node in self.nodes:
+            node.launch()
+        try:
+            for node in self.nodes:
+                node.wait_until_serving(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> "LocalKafkaCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,102 @@
+"""A three-node Kafka cluster on loopback (KRaft, every topic replicated three times with
+min.insync.replicas 2), as `bin/tracktor kafka start --brokers 3` runs it: one node is
+killed under load and started again; the collector keeps serving, and no call it
+acknowledged is lost."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from tests.conftest import make_config, read_topic
+from tracktor.collector.server import Collector
+from tracktor.dev.kafka_local import LocalKafkaCluster
+from tracktor.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+LOAD_S = 30          # calls arrive over this long
+KILL_AT_S = 6        # when a node is killed, and started again KILL_AT_S later
+RECOVERY_S = 12      # from this long after the kill on, every request is accepted
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with LocalKafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), brokers=3) as c:
+        yield c
+
+
+def post(base: str, calls: list[dict]) -> int:
+    req = urllib.request.Request(f"{base}/batch?sid=demo-video", data=json.dumps(calls).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    """{partition: the node leading it}."""
+    from confluent_kafka.admin import AdminClient
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=30)
+    return {p: info.leader for p, info in meta.topics[topic].partitions.items()}
+
+
+def in_sync(bootstrap: str, topic: str) -> set[int]:
+    """The number of in-sync replicas of each partition."""
+    from confluent_kafka.admin import AdminClient
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=30)
+    return {len(info.isrs) for info in meta.topics[topic].partitions.values()}
+
+
+def test_a_node_killed_under_load_loses_no_acknowledged_call_and_the_collector_keeps_serving(cluster, tmp_path):
+    bs = cluster.bootstrap_servers
+    cfg = make_config(tmp_path, "cluster", bs).updated(kafka={"replication_factor": 3})
+    ensure_topics(bs, cfg.kafka, names=[cfg.topics["raw"]], partitions=4)
+    assert in_sync(bs, cfg.topics["raw"]) == {3}
+    collector = Collector(cfg, bs, port=0).start()
+    answers: list[tuple[float, int]] = []   # (seconds since the start, status) per request
+    acknowledged: Counter = Counter()      # call ids the collector answered 200 for
+    start = time.monotonic()
+
+    def load():
+        i = 0
+        while time.monotonic() - start < LOAD_S:
+            ids = [f"c{i}-{j}" for j in range(20)]
+            calls = [{"method": "track", "ts": 1767225600 + i, "id": cid, "action": "Site visit"} for cid in ids]
+            status = post(collector.address, calls)
+            answers.append((time.monotonic() - start, status))
+            if status == 200:
+                acknowledged.update(ids)
+            i += 1
+
+    sender = threading.Thread(target=load)
+    sender.start()
+    try:
+        time.sleep(KILL_AT_S)
+        victim = cluster.nodes[leaders(bs, cfg.topics["raw"])[0] - 1]  # partition 0's leader
+        victim.kill()
+        killed_at = time.monotonic() - start
+        time.sleep(KILL_AT_S)
+        victim.start()
+        sender.join()
+    finally:
+        collector.stop()
+
+    statuses = Counter(s for _, s in answers)
+    assert set(statuses) <= {200, 503}, statuses          # a client's retry signal, never a dropped request
+    late = [(at, s) for at, s in answers if at > killed_at + RECOVERY_S]
+    assert late and all(s == 200 for _, s in late), f"still refusing {RECOVERY_S}s after the kill: {statuses}"
+    assert sum(1 for at, s in answers if at > killed_at and s == 200) > 10  # served on with one node down
+    got = Counter(env["id"] for _, env in read_topic(bs, cfg.topics["raw"]))
+    assert acknowledged and not acknowledged - got, "acknowledged calls are missing"
+    assert all(got[cid] == 1 for cid in acknowledged), "an acknowledged call was written twice"
+    deadline = time.monotonic() + 60  # the node that came back catches up and is in sync again
+    while in_sync(bs, cfg.topics["raw"]) != {3}:
+        assert time.monotonic() < deadline, "the restarted node did not get back in sync"
+        time.sleep(1)

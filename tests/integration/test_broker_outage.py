@@ -63,6 +63,8 @@ def what(call: dict) -> str:
 @pytest.fixture(scope="module")
 def outage(kafka, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("outage")
+    for part in ("live", "reference"):
+        (tmp / part).mkdir()
     broker = LocalKafka(tmp / "broker").start()
     bs = broker.bootstrap_servers
     cfg = make_config(tmp / "live", "outage", bs, checkpoint_interval_ms=1000)

@@ -1,6 +1,8 @@
 """`tracktor` — the one command: `bin/tracktor <command>` (it sets up on first use).
 
   kafka start|stop|status   the embedded broker (background); start --brokers 3: a 3-node cluster
+  flink start|stop|status   a Flink session cluster on loopback (--taskmanagers N, default 2)
+  flink run NAME            submit a job to it: flink run --python jobs/NAME.py (attached)
   collector                 the HTTP tracking API (GET /track /set /alias, POST /batch)
   topics                    create Tracktor's topics where missing
   migrate                   create or update the ClickHouse tables
@@ -106,6 +108,37 @@ def cmd_job(args) -> int:
     cfg = _cfg(args)
     logs.setup(cfg.logging)
     runner.run(jobs.load(args.name), cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint)
+    return 0
+
+
+def cmd_flink(args) -> int:
+    import jobs
+    from tracktor.dev import flink_cluster
+    cfg = _cfg(args)
+    if args.action == "run":
+        if args.job not in jobs.NAMES:
+            raise ValueError(f"flink run takes a job: one of {', '.join(jobs.NAMES)}")
+        state = flink_cluster.running(cfg.data_dir)
+        if state is None:
+            raise RuntimeError("no Flink cluster runs: start one with `bin/tracktor flink start`")
+        extra = ["--from-savepoint", str(args.from_savepoint)] if args.from_savepoint else []
+        cluster = flink_cluster.LocalFlinkCluster(flink_cluster.cluster_dir(cfg.data_dir))
+        return cluster.submit(args.job, cfg.path, None, *extra).wait()
+    if args.job:
+        raise ValueError(f"flink {args.action} takes no job name")
+    if args.action == "start":
+        state = flink_cluster.start_background(cfg.data_dir, args.taskmanagers)
+        print(f"Flink cluster at {state['rest']}: {state.get('overview', {}).get('taskmanagers', '?')} TaskManagers")
+    elif args.action == "stop":
+        print("stopped" if flink_cluster.stop_background(cfg.data_dir) else "not running")
+    else:
+        state = flink_cluster.running(cfg.data_dir)
+        if state is None:
+            print("not running")
+            return 1
+        o = state["overview"]
+        print(f"running at {state['rest']}: {o['taskmanagers']} TaskManagers, {o['slots-available']} of "
+              f"{o['slots-total']} slots free, {o['jobs-running']} jobs running")
     return 0
 
 
@@ -262,6 +295,12 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=("start", "stop", "status"))
     k.add_argument("--brokers", type=int, default=1, choices=range(1, 10), metavar="N",
                    help="start: a cluster of N nodes on loopback (1-9; from 3: replication 3, min.insync.replicas 2)")
+    f = command("flink", cmd_flink, help="a Flink session cluster on loopback, and jobs submitted to it")
+    f.add_argument("action", choices=("start", "stop", "status", "run"))
+    f.add_argument("job", nargs="?", default=None, help="run: the job to submit (flink run --python jobs/JOB.py)")
+    f.add_argument("--taskmanagers", type=int, default=2, choices=range(1, 9), metavar="N",
+                   help="start: TaskManager processes (1-8, default 2), one slot each")
+    f.add_argument("--from-savepoint", type=Path, default=None, help="run: " + FROM_SAVEPOINT_HELP)
     command("topics", cmd_topics, help="create missing topics")
     command("migrate", cmd_migrate, help="create or update ClickHouse tables")
 

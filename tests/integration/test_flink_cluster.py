@@ -1,0 +1,94 @@
+"""A Flink standalone session cluster on loopback (one JobManager, two TaskManagers, each a
+process of its own; tracktor/dev/flink_cluster.py): identity_merge submitted with
+`flink run --python`, the TaskManager running it SIGKILLed mid-stream. The job recovers on
+the other TaskManager from its last checkpoint, and its outputs are those of an
+uninterrupted run of the same input, record by record per key."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import jobs
+from tests.conftest import read_topic, run_jobs
+from tests.integration.test_faults import ORDERED, FEED_S, calls, config, feed
+from tracktor.dev.flink_cluster import LocalFlinkCluster
+from tracktor.dev import loader
+from tracktor.topics import lag
+
+pytestmark = pytest.mark.integration
+JOB = "identity_merge"
+
+
+def outputs(kafka, cfg) -> dict:
+    out = {}
+    for role in ORDERED:
+        per_key: dict = {}
+        for k, v in read_topic(kafka, cfg.topics[role]):
+            per_key.setdefault(k, []).append(v)
+        out[role] = per_key
+    return out
+
+
+def spread(kafka, cfg, envs: list[dict], seconds: float) -> None:
+    """The calls into tracktor.raw in six parts over `seconds` (feed() without its closing heartbeat)."""
+    step = -(-len(envs) // 6)
+    for i in range(0, len(envs), step):
+        loader.send(kafka, cfg.topics["raw"], envs[i:i + step], label="calls")
+        time.sleep(seconds / 6)
+
+
+@pytest.fixture(scope="module")
+def recovered(kafka, tmp_path_factory):
+    envs = calls()
+    ref = config(tmp_path_factory, kafka, "cluster-ref")
+    feed(kafka, ref, envs)
+    run_jobs(ref, kafka, JOB)
+    expected = outputs(kafka, ref)
+
+    cfg = config(tmp_path_factory, kafka, "cluster-live")
+    with LocalFlinkCluster(tmp_path_factory.mktemp("flink-cluster"), taskmanagers=2) as cluster:
+        client = cluster.submit(JOB, cfg.path, cfg.data_dir.parent / "client.log")
+        try:
+            deadline = time.monotonic() + 180
+            while cluster.busy_taskmanager() is None:  # the job is deployed
+                assert client.poll() is None, (cfg.data_dir.parent / "client.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the job did not start on the cluster"
+                time.sleep(1)
+            half = len(envs) // 2
+            spread(kafka, cfg, envs[:half], FEED_S / 2)
+            victim = cluster.busy_taskmanager()
+            cluster.kill_taskmanager(victim)
+            spread(kafka, cfg, envs[half:], FEED_S / 2)
+            loader.send_heartbeat(kafka, cfg.topics["raw"], envs[-1]["received_at"] + 3_600_000)  # as feed() ends
+            job = jobs.load(JOB)
+            groups = {cfg.topics[role]: job.group_id(role) for role in job.inputs}
+            deadline, settled, last = time.monotonic() + 240, 0, None
+            while settled < 3:  # caught up on the TaskManager left, and no output grows any more
+                assert client.poll() is None, (cfg.data_dir.parent / "client.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the job did not recover on the other TaskManager"
+                time.sleep(4)
+                behind = lag(kafka, groups)
+                moved = cluster.busy_taskmanager() not in (None, victim)
+                counts = [len(read_topic(kafka, cfg.topics[role])) for role in ORDERED]
+                close = all(b is not None and b <= 2 for b in behind.values())
+                settled = settled + 1 if moved and close and counts == last else 0
+                last = counts
+            overview = cluster.rest("/jobs/overview")["jobs"]
+        finally:
+            client.terminate()  # SIGTERM: the client stops the job with a savepoint
+            client.wait(120)
+    return outputs(kafka, cfg), expected, victim, overview
+
+
+def test_the_job_ran_on_the_cluster_and_moved_to_the_other_taskmanager(recovered):
+    _, _, victim, overview = recovered
+    assert victim in (0, 1)
+    assert [j["state"] for j in overview if j["name"] == JOB] == ["RUNNING"]
+
+
+def test_after_a_taskmanager_dies_the_outputs_are_those_of_an_uninterrupted_run(recovered):
+    got, expected, _, _ = recovered
+    assert expected["events"]
+    for role in ORDERED:
+        assert got[role] == expected[role], f"{role} differs after the TaskManager was killed"

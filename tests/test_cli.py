@@ -45,7 +45,7 @@ def test_kafka_start_status_stop_leaves_no_process(tmp_path):
         stack.stop_embedded(cfg)
 
 
-def test_kafka_start_brokers_3_runs_a_replicated_cluster_and_stop_stops_every_node(tmp_path):
+def test_kafka_start_brokers_3_runs_a_replicated_cluster_restarts_a_dead_node_and_stops_every_node(tmp_path):
     from confluent_kafka.admin import AdminClient
 
     cfg = make_config(tmp_path, "cli-cluster")
@@ -57,15 +57,24 @@ def test_kafka_start_brokers_3_runs_a_replicated_cluster_and_stop_stops_every_no
         meta = AdminClient({"bootstrap.servers": address}).list_topics(cfg.topics["raw"], timeout=30)
         assert len(meta.brokers) == 3
         assert {len(p.replicas) for p in meta.topics[cfg.topics["raw"]].partitions.values()} == {3}
+        other = cli(cfg, "kafka", "start", "--brokers", "1", timeout=60)
+        assert other.returncode != 0 and "runs with 3 node(s)" in other.stderr
         pids = [n["pid"] for n in json.loads((stack.broker_dir(cfg) / "broker.json").read_text())["nodes"]]
-        refused = cli(cfg, "kafka", "start", "--brokers", "2", timeout=60)  # running: it says where, whatever N
-        assert address in refused.stdout
+        os.killpg(pids[1], signal.SIGKILL)  # a node dies: the cluster is not all there
+        time.sleep(1)
+        status = cli(cfg, "kafka", "status")
+        assert status.returncode == 1 and "2 of 3 nodes running" in status.stdout
+        again = cli(cfg, "kafka", "start", timeout=180)  # the kind started last; only the dead node starts
+        assert again.returncode == 0 and f"embedded Kafka at {address}" in again.stdout, again.stderr
+        now = [n["pid"] for n in json.loads((stack.broker_dir(cfg) / "broker.json").read_text())["nodes"]]
+        assert now[0] == pids[0] and now[2] == pids[2] and now[1] != pids[1]
+        assert cli(cfg, "kafka", "status").returncode == 0
         assert cli(cfg, "kafka", "stop", timeout=120).stdout.strip() == "stopped"
-        for pid in pids:
+        for pid in now:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
-        other = cli(cfg, "kafka", "start", "--brokers", "2", timeout=60)  # the cluster's data has 3 nodes
-        assert other.returncode != 0 and "has 3 nodes" in other.stderr
+        five = cli(cfg, "kafka", "start", "--brokers", "5", timeout=60)  # the cluster's data has 3 nodes
+        assert five.returncode != 0 and "has 3 nodes" in five.stderr
     finally:
         stack.stop_embedded(cfg)
 

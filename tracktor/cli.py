@@ -41,15 +41,18 @@ def cmd_kafka(args) -> int:
     cfg = _cfg(args)
     if args.action == "start":
         address = stack.start_embedded(cfg, args.brokers)
-        # a cluster's topics are replicated to up to three of its nodes, whatever the config says
-        replicas = max(cfg.kafka.replication_factor, min(3, args.brokers))
-        created = topics.ensure_topics(address, cfg.kafka.model_copy(update={"replication_factor": replicas}))
+        created = topics.ensure_topics(address, cfg.kafka)
         print(f"embedded Kafka at {address}" + (f"; created {', '.join(created)}" if created else ""))
     elif args.action == "stop":
         print("stopped" if stack.stop_embedded(cfg) else "not running")
     else:
         address = stack.running_embedded(cfg)
-        print(f"running at {address}" if address else "not running")
+        serving, started = stack.embedded_state(cfg)
+        if address:
+            print(f"running at {address}")
+        else:
+            print(f"{serving} of {started} nodes running: `kafka start` starts the others" if serving
+                  else "not running")
         return 0 if address else 1
     return 0
 
@@ -293,8 +296,9 @@ def parser() -> argparse.ArgumentParser:
 
     k = command("kafka", cmd_kafka, help="the embedded broker")
     k.add_argument("action", choices=("start", "stop", "status"))
-    k.add_argument("--brokers", type=int, default=1, choices=range(1, 10), metavar="N",
-                   help="start: a cluster of N nodes on loopback (1-9; from 3: replication 3, min.insync.replicas 2)")
+    k.add_argument("--brokers", type=int, default=None, choices=(1, 3, 5), metavar="N",
+                   help="start: 1 (a single broker), or a cluster of 3 or 5 nodes on loopback (replication 3, "
+                        "min.insync.replicas 2); default: the kind started last, else 1")
     f = command("flink", cmd_flink, help="a Flink session cluster on loopback, and jobs submitted to it")
     f.add_argument("action", choices=("start", "stop", "status", "run"))
     f.add_argument("job", nargs="?", default=None, help="run: the job to submit (flink run --python jobs/JOB.py)")

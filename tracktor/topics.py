@@ -17,7 +17,8 @@ TOPIC_CONFIG = {"retention.ms": "-1", "message.timestamp.type": "CreateTime"}
 def ensure_topics(bootstrap_servers: str, kafka: KafkaSettings, names: list[str] | None = None,
                   partitions: int | None = None) -> list[str]:
     """Create the missing topics (all of kafka.topics, or `names`) with kafka.partitions
-    partitions (or `partitions`); returns the names created."""
+    partitions (or `partitions`) and kafka.replication_factor replicas (unset: the
+    cluster's default); returns the names created."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -27,7 +28,8 @@ def ensure_topics(bootstrap_servers: str, kafka: KafkaSettings, names: list[str]
         created = []
         for name in sorted(wanted - set(admin.list_topics())):
             try:
-                admin.create_topics([NewTopic(name, partitions or kafka.partitions, kafka.replication_factor,
+                replicas = kafka.replication_factor or -1  # -1: the cluster's default.replication.factor
+                admin.create_topics([NewTopic(name, partitions or kafka.partitions, replicas,
                                               topic_configs=TOPIC_CONFIG)])
                 created.append(name)
             except TopicAlreadyExistsError:

@@ -40,11 +40,13 @@ class Topics(Model):
 
 
 class KafkaSettings(Model):
-    # "embedded" = the single-node broker `bin/tracktor kafka start` runs on 127.0.0.1;
+    # "embedded" = the broker `bin/tracktor kafka start [--brokers 3]` runs on 127.0.0.1;
     # otherwise host:port[,host:port…] of a real cluster.
     bootstrap_servers: Text
     partitions: PositiveInt = 4       # for topics Tracktor creates
-    replication_factor: PositiveInt = 1
+    # Their replicas; unset: the cluster's default.replication.factor (1 on the embedded
+    # single broker, 3 on its cluster).
+    replication_factor: PositiveInt | None = None
     topics: Topics = Topics()
 
 

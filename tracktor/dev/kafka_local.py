@@ -1,9 +1,10 @@
 """Kafka brokers (KRaft, combined broker+controller) run from the Maven-fetched jars.
 
 LocalKafka is one node: alone (the embedded broker of `tracktor kafka start` and the pytest
-fixtures), or one of a LocalKafkaCluster's (`tracktor kafka start --brokers 3`): N nodes on
-loopback with one static controller quorum, every topic replicated to min(N, 3) nodes with
-min.insync.replicas 2, so a write acknowledged with acks=all survives the loss of one node.
+fixtures), or one of a LocalKafkaCluster's (`tracktor kafka start --brokers 3`): 3 or 5
+nodes on loopback with one static controller quorum, whose topics are replicated to 3 nodes
+by default (default.replication.factor; the internal topics too) with min.insync.replicas 2,
+so a write acknowledged with acks=all survives the loss of one node.
 Nodes bind 127.0.0.1 on free ports, so they run beside any other broker, and each stops the
 whole process tree it started.
 """
@@ -35,9 +36,22 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports on 127.0.0.1 (each socket is held until all are chosen)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+CLUSTER_SIZES = (3, 5)  # a cluster's nodes: a quorum that survives the loss of one (or two)
 
 
 def _classpath() -> str:
@@ -69,7 +83,7 @@ class LocalKafka:
     def _write_config(self) -> Path:
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
-        isr = str(min(2, self.replicas))
+        isr = str(min(2, self.replicas))  # of 3 replicas: an acknowledged write is on 2 nodes
         quorum = ({"controller.quorum.voters": self.voters} if self.voters
                   else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"})
         props = {
@@ -92,11 +106,6 @@ class LocalKafka:
             "default.replication.factor": str(self.replicas),
             "min.insync.replicas": isr,
             "group.initial.rebalance.delay.ms": "0",
-            # A node that stops heartbeating is fenced (its partitions get new leaders and it
-            # leaves their in-sync replicas) after this long, not Kafka's 9 s: on loopback a
-            # heartbeat is never late.
-            "broker.heartbeat.interval.ms": "500",
-            "broker.session.timeout.ms": "3000",
             # Flink's exactly-once sink asks for 1 h transactions; allow them.
             "transaction.max.timeout.ms": "3600000",
             "num.partitions": "1",
@@ -105,6 +114,11 @@ class LocalKafka:
             "log.retention.ms": "-1",
             "auto.create.topics.enable": "false",
         }
+        if self.voters:
+            # A node of a cluster that stops heartbeating is fenced (its partitions get new
+            # leaders and it leaves their in-sync replicas) after 6 s, not Kafka's 9 s: the
+            # writes it held up move on sooner, with room for a GC pause on busy cores.
+            props.update({"broker.heartbeat.interval.ms": "1000", "broker.session.timeout.ms": "6000"})
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.data_dir / "log4j2.xml").write_text(LOG4J2.format(log=self.data_dir / "kafka.log"))
@@ -162,6 +176,7 @@ class LocalKafka:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        (self.data_dir / "pid").unlink(missing_ok=True)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -188,7 +203,10 @@ class LocalKafkaCluster:
 
     def __init__(self, data_dir: Path, brokers: int = 3, ports: list[tuple[int, int]] | None = None,
                  cluster_id: str | None = None):
-        ports = ports or [(free_port(), free_port()) for _ in range(brokers)]
+        if brokers not in CLUSTER_SIZES:
+            raise ValueError(f"a cluster has {' or '.join(map(str, CLUSTER_SIZES))} nodes, not {brokers}: with 2, the "
+                             "loss of either stops every write (its quorum and min.insync.replicas need both)")
+        ports = ports or list(zip(*[iter(free_ports(2 * brokers))] * 2))
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
         self.cluster_id = cluster_id or uuid.uuid4().hex[:22]
         self.nodes = [LocalKafka(data_dir / f"node-{i + 1}", port=p, controller_port=c, node_id=i + 1, voters=voters,
@@ -204,19 +222,31 @@ class LocalKafkaCluster:
         return [(n.port, n.controller_port) for n in self.nodes]
 
     def start(self, timeout: float = 90.0) -> "LocalKafkaCluster":
-        for node in self.nodes:
-            node.launch()
+        """Start every node that does not run (all of them, the first time)."""
+        down = [n for n in self.nodes if n.process is None or n.process.poll() is not None]
         try:
-            for node in self.nodes:
+            for node in down:
+                node.launch()
+            for node in down:
                 node.wait_until_serving(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to every node at once, then SIGKILL to those still running after `timeout`
+        (the last nodes' controlled shutdown can wait for a quorum that has gone)."""
+        running = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+        for node in running:
+            os.killpg(node.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in running:
+            try:
+                node.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.kill()
+            (node.data_dir / "pid").unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalKafkaCluster":
         return self.start()

@@ -42,10 +42,18 @@ def _alive(node: dict) -> bool:
 
 
 def running_embedded(cfg: Config) -> str | None:
-    """The address of the embedded broker `kafka start` left running (its nodes that serve,
-    for a cluster), if it still runs."""
-    serving = [f"127.0.0.1:{n['port']}" for n in _nodes(cfg) if _alive(n)]
-    return ",".join(serving) or None
+    """The address of the embedded broker `kafka start` left running, if it still runs (for
+    a cluster: if every node does)."""
+    nodes = _nodes(cfg)
+    if not nodes or not all(_alive(n) for n in nodes):
+        return None
+    return ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
+
+
+def embedded_state(cfg: Config) -> tuple[int, int]:
+    """(nodes serving, nodes started) of the embedded broker."""
+    nodes = _nodes(cfg)
+    return sum(_alive(n) for n in nodes), len(nodes)
 
 
 def resolve_bootstrap(cfg: Config) -> str:
@@ -59,47 +67,72 @@ def resolve_bootstrap(cfg: Config) -> str:
     return address
 
 
-def start_embedded(cfg: Config, brokers: int = 1) -> str:
+def start_embedded(cfg: Config, brokers: int | None = None) -> str:
     """Start the embedded broker in the background (it outlives this process): one node, or
-    a cluster of `brokers` nodes (tracktor/dev/kafka_local.py); returns its address. The
-    ports are kept, since KRaft remembers its controllers' addresses."""
-    address = running_embedded(cfg)
-    if address:
-        return address
+    a cluster of `brokers` nodes (tracktor/dev/kafka_local.py); by default the kind started
+    last. Of a cluster, only the nodes that do not run are started. Returns its address. The
+    ports and the cluster's id are kept from the first start: KRaft remembers them."""
     directory = broker_dir(cfg)
     directory.mkdir(parents=True, exist_ok=True)
     ports = directory / "ports.json"
     saved = json.loads(ports.read_text()) if ports.exists() else {}
+    known = saved.get("cluster")
+    brokers = brokers or saved.get("brokers") or 1
+    nodes = _nodes(cfg)
+    if nodes and any(_alive(n) for n in nodes) and len(nodes) != brokers:
+        raise RuntimeError(f"the embedded broker runs with {len(nodes)} node(s), not {brokers}: "
+                           "`bin/tracktor kafka stop` it first")
+    address = running_embedded(cfg)
+    if address:
+        return address
     if brokers == 1:
         node = LocalKafka(directory, port=saved.get("port") or free_port(),
                           controller_port=saved.get("controller_port") or free_port())
+        ports.write_text(json.dumps({**saved, "brokers": 1, "port": node.port, "controller_port": node.controller_port}))
         node.start()
-        ports.write_text(json.dumps({**saved, "port": node.port, "controller_port": node.controller_port}))
-        nodes = [node]
+        started = [node]
     else:
-        known = saved.get("cluster")
         if known and len(known["ports"]) != brokers:
             raise RuntimeError(f"the embedded cluster in {directory / 'cluster'} has {len(known['ports'])} nodes, not "
                                f"{brokers}: start it with --brokers {len(known['ports'])}, or delete that folder")
         cluster = LocalKafkaCluster(directory / "cluster", brokers,
                                     ports=[tuple(p) for p in known["ports"]] if known else None,
-                                    cluster_id=known["cluster_id"] if known else None).start()
-        ports.write_text(json.dumps({**saved, "cluster": {"ports": cluster.ports, "cluster_id": cluster.cluster_id}}))
-        nodes = cluster.nodes
-    _state_file(cfg).write_text(json.dumps({"nodes": [{"pid": n.process.pid, "port": n.port} for n in nodes]}))
-    return ",".join(n.bootstrap_servers for n in nodes)
+                                    cluster_id=known["cluster_id"] if known else None)
+        ports.write_text(json.dumps({**saved, "brokers": brokers,
+                                     "cluster": {"ports": cluster.ports, "cluster_id": cluster.cluster_id}}))
+        alive = {n["port"]: n for n in nodes if _alive(n)}
+        for node in cluster.nodes:  # nodes still running are left alone
+            if node.port in alive:
+                node.process = _Running(alive[node.port]["pid"])
+        cluster.start()
+        started = cluster.nodes
+    _state_file(cfg).write_text(json.dumps({"nodes": [{"pid": n.process.pid, "port": n.port} for n in started]}))
+    return ",".join(n.bootstrap_servers for n in started)
+
+
+class _Running:
+    """A node process that an earlier `kafka start` left running (not this process's child)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def poll(self):
+        return None if _signal(self.pid, 0) else 0
 
 
 def stop_embedded(cfg: Config) -> bool:
-    """Stop the background broker (every node); False when none was running."""
+    """Stop the background broker (every node at once; SIGKILL to a node still running after
+    30 s, and wait for it); False when none was running."""
     nodes = [n for n in _nodes(cfg) if _signal(n["pid"], signal.SIGTERM)]
+    deadline = time.monotonic() + 30
     for node in nodes:
-        for _ in range(300):
-            if not _signal(node["pid"], 0):
-                break
+        while _signal(node["pid"], 0) and time.monotonic() < deadline:
             time.sleep(0.1)
-        else:
-            _signal(node["pid"], signal.SIGKILL)
+        if _signal(node["pid"], signal.SIGKILL):  # and its port is free again before this returns
+            for _ in range(100):
+                if not _signal(node["pid"], 0):
+                    break
+                time.sleep(0.1)
     _state_file(cfg).unlink(missing_ok=True)
     return bool(nodes)
 

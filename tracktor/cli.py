@@ -121,6 +121,10 @@ def cmd_flink(args) -> int:
     if args.action == "run":
         if args.job not in jobs.NAMES:
             raise ValueError(f"flink run takes a job: one of {', '.join(jobs.NAMES)}")
+        if cfg.flink.execution_mode != "process":
+            raise ValueError("flink.execution_mode: a cluster runs the jobs in process mode (in thread mode PyFlink "
+                             "builds state TTL settings with the client's JVM, which a TaskManager lacks): set it to "
+                             "process")
         state = flink_cluster.running(cfg.data_dir)
         if state is None:
             raise RuntimeError("no Flink cluster runs: start one with `bin/tracktor flink start`")

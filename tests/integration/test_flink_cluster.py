@@ -10,11 +10,11 @@ import time
 import pytest
 
 import jobs
-from tests.conftest import read_topic, run_jobs
+from tests.conftest import make_config, read_topic, run_jobs
 from tests.integration.test_faults import ORDERED, FEED_S, calls, config, feed
 from tracktor.dev.flink_cluster import LocalFlinkCluster
 from tracktor.dev import loader
-from tracktor.topics import lag
+from tracktor.topics import ensure_topics, lag
 
 pytestmark = pytest.mark.integration
 JOB = "identity_merge"
@@ -31,11 +31,12 @@ def outputs(kafka, cfg) -> dict:
 
 
 def spread(kafka, cfg, envs: list[dict], seconds: float) -> None:
-    """The calls into tracktor.raw in six parts over `seconds` (feed() without its closing heartbeat)."""
+    """The calls into tracktor.raw in six parts over `seconds` (feed() without its closing
+    heartbeat), the last part sent last: a kill right after falls while the job works on it."""
     step = -(-len(envs) // 6)
     for i in range(0, len(envs), step):
-        loader.send(kafka, cfg.topics["raw"], envs[i:i + step], label="calls")
         time.sleep(seconds / 6)
+        loader.send(kafka, cfg.topics["raw"], envs[i:i + step], label="calls")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,11 @@ def recovered(kafka, tmp_path_factory):
     run_jobs(ref, kafka, JOB)
     expected = outputs(kafka, ref)
 
-    cfg = config(tmp_path_factory, kafka, "cluster-live")
+    # process mode: in thread mode PyFlink builds a state TTL config with the client's JVM
+    # gateway, which a TaskManager does not have (README, "On a cluster")
+    cfg = make_config(tmp_path_factory.mktemp("cluster-live"), "cluster-live", kafka, checkpoint_interval_ms=1000,
+                      execution_mode="process")
+    ensure_topics(kafka, cfg.kafka)
     with LocalFlinkCluster(tmp_path_factory.mktemp("flink-cluster"), taskmanagers=2) as cluster:
         client = cluster.submit(JOB, cfg.path, cfg.data_dir.parent / "client.log")
         try:
@@ -57,6 +62,7 @@ def recovered(kafka, tmp_path_factory):
                 time.sleep(1)
             half = len(envs) // 2
             spread(kafka, cfg, envs[:half], FEED_S / 2)
+            time.sleep(0.3)  # the job reads the part just sent; its checkpoint is up to 1 s away
             victim = cluster.busy_taskmanager()
             cluster.kill_taskmanager(victim)
             spread(kafka, cfg, envs[half:], FEED_S / 2)

@@ -50,7 +50,7 @@ class LocalFlinkCluster:
 
     def __init__(self, data_dir: Path, taskmanagers: int = 2, slots: int = 1):
         self.data_dir = data_dir
-        self.conf_dir, self.log_dir = data_dir / "conf", data_dir / "log"
+        self.conf_dir, self.log_dir, self.lib_dir = data_dir / "conf", data_dir / "log", data_dir / "lib"
         self.taskmanagers, self.slots = taskmanagers, slots
         self.rest_port = 0
         self.jobmanager: subprocess.Popen | None = None
@@ -64,7 +64,8 @@ class LocalFlinkCluster:
         env = {k: v for k, v in os.environ.items() if "PYFLINK" not in k and k != "PYTHONFAULTHANDLER"}
         venv_bin = str(Path(sys.executable).parent)
         env.update(FLINK_HOME=str(flink_home()), FLINK_CONF_DIR=str(self.conf_dir), FLINK_LOG_DIR=str(self.log_dir),
-                   FLINK_PID_DIR=str(self.data_dir), PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}")
+                   FLINK_LIB_DIR=str(self.lib_dir), FLINK_PID_DIR=str(self.data_dir),
+                   PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}")
         return env
 
     def start(self, timeout_s: float = 120) -> "LocalFlinkCluster":
@@ -72,6 +73,13 @@ class LocalFlinkCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
             shutil.copy(flink_home() / "conf" / name, self.conf_dir / name)
+        # The wheel's lib/ plus its opt/flink-python jar: a cluster runs Python operators only
+        # with it on every process's classpath (a Flink distribution's docs say: copy it to lib/).
+        self.lib_dir.mkdir(parents=True, exist_ok=True)
+        for jar in [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "opt").glob("flink-python-*.jar")]:
+            link = self.lib_dir / jar.name
+            if not link.exists():
+                link.symlink_to(jar)
         self.rest_port = free_port()
         config = cluster_config(free_port(), self.rest_port, self.slots)
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config))

@@ -16,7 +16,7 @@ from tracktor.dev.flink_cluster import LocalFlinkCluster
 from tracktor.dev import loader
 from tracktor.topics import ensure_topics, lag
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 JOB = "identity_merge"
 
 

@@ -19,7 +19,7 @@ from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import LocalKafkaCluster
 from tracktor.topics import ensure_topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 LOAD_S = 32          # calls arrive over this long
 KILL_AT_S = 6        # when a node is killed
 DOWN_S = 16          # how long it stays down

@@ -121,7 +121,7 @@ def cmd_flink(args) -> int:
     if args.action == "run":
         if args.job not in jobs.NAMES:
             raise ValueError(f"flink run takes a job: one of {', '.join(jobs.NAMES)}")
-        if cfg.flink.execution_mode != "process":
+        if jobs.load(args.job).flink_settings(cfg).execution_mode != "process":
             raise ValueError("flink.execution_mode: a cluster runs the jobs in process mode (in thread mode PyFlink "
                              "builds state TTL settings with the client's JVM, which a TaskManager lacks): set it to "
                              "process")
@@ -130,7 +130,11 @@ def cmd_flink(args) -> int:
             raise RuntimeError("no Flink cluster runs: start one with `bin/tracktor flink start`")
         extra = ["--from-savepoint", str(args.from_savepoint)] if args.from_savepoint else []
         cluster = flink_cluster.LocalFlinkCluster(flink_cluster.cluster_dir(cfg.data_dir))
-        return cluster.submit(args.job, cfg.path, None, *extra).wait()
+        client = cluster.submit(args.job, cfg.path, None, *extra)
+        try:
+            return client.wait()
+        except KeyboardInterrupt:  # the client has the Ctrl-C too: let it finish
+            return client.wait() or 130
     if args.job:
         raise ValueError(f"flink {args.action} takes no job name")
     if args.action == "start":
@@ -380,7 +384,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (config_mod.ConfigError, ValueError, RuntimeError) as e:
+    except (config_mod.ConfigError, ValueError, RuntimeError, OSError) as e:
         print(f"tracktor: {e}", file=sys.stderr)
         return 2
 

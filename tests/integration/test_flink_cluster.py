@@ -5,6 +5,8 @@ the other TaskManager from its last checkpoint, and its outputs are those of an
 uninterrupted run of the same input, record by record per key."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -64,6 +66,7 @@ def recovered(kafka, tmp_path_factory):
             spread(kafka, cfg, envs[:half], FEED_S / 2)
             time.sleep(0.3)  # the job reads the part just sent; its checkpoint is up to 1 s away
             victim = cluster.busy_taskmanager()
+            assert victim is not None, "the job was not running when the TaskManager was to be killed"
             cluster.kill_taskmanager(victim)
             spread(kafka, cfg, envs[half:], FEED_S / 2)
             loader.send_heartbeat(kafka, cfg.topics["raw"], envs[-1]["received_at"] + 3_600_000)  # as feed() ends
@@ -81,20 +84,29 @@ def recovered(kafka, tmp_path_factory):
                 settled = settled + 1 if moved and close and counts == last else 0
                 last = counts
             overview = cluster.rest("/jobs/overview")["jobs"]
+            failures = [cluster.rest(f"/jobs/{j['jid']}/exceptions") for j in overview if j["name"] == JOB]
         finally:
-            client.terminate()  # SIGTERM: the client stops the job with a savepoint
-            client.wait(120)
-    return outputs(kafka, cfg), expected, victim, overview
+            stop_client(client)
+    return outputs(kafka, cfg), expected, victim, overview, failures
 
 
-def test_the_job_ran_on_the_cluster_and_moved_to_the_other_taskmanager(recovered):
-    _, _, victim, overview = recovered
+def stop_client(client) -> None:
+    """The attached `flink run` client and the Python program it started (its process group)."""
+    if client.poll() is None:
+        os.killpg(client.pid, signal.SIGKILL)
+        client.wait(30)
+
+
+def test_the_job_ran_on_the_cluster_failed_over_and_moved_to_the_other_taskmanager(recovered):
+    _, _, victim, overview, failures = recovered
     assert victim in (0, 1)
     assert [j["state"] for j in overview if j["name"] == JOB] == ["RUNNING"]
+    # the kill was a failure the job recovered from (Flink lists it among the job's exceptions)
+    assert failures and (failures[0].get("exceptionHistory", {}).get("entries") or failures[0].get("root-exception"))
 
 
 def test_after_a_taskmanager_dies_the_outputs_are_those_of_an_uninterrupted_run(recovered):
-    got, expected, _, _ = recovered
+    got, expected, _, _, _ = recovered
     assert expected["events"]
     for role in ORDERED:
         assert got[role] == expected[role], f"{role} differs after the TaskManager was killed"

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from tracktor import ROOT
-from tracktor.dev.kafka_local import free_port
+from tracktor.dev.kafka_local import free_ports
 
 RESOURCE_PREFIX = "tm-"  # TaskManager i's resource id is tm-i: the REST API names it so
 
@@ -75,18 +75,21 @@ class LocalFlinkCluster:
             shutil.copy(flink_home() / "conf" / name, self.conf_dir / name)
         # The wheel's lib/ plus its opt/flink-python jar: a cluster runs Python operators only
         # with it on every process's classpath (a Flink distribution's docs say: copy it to lib/).
-        self.lib_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.lib_dir, ignore_errors=True)  # linked afresh: the wheel may have changed
+        self.lib_dir.mkdir(parents=True)
         for jar in [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "opt").glob("flink-python-*.jar")]:
-            link = self.lib_dir / jar.name
-            if not link.exists():
-                link.symlink_to(jar)
-        self.rest_port = free_port()
-        config = cluster_config(free_port(), self.rest_port, self.slots)
-        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config))
-        self.jobmanager = self._launch("jobmanager.sh", "jobmanager")
-        self.workers = [self._launch("taskmanager.sh", f"taskmanager-{i}", "-D", f"taskmanager.resource-id={RESOURCE_PREFIX}{i}")
-                        for i in range(self.taskmanagers)]
-        self.wait_for_taskmanagers(self.taskmanagers, timeout_s)
+            (self.lib_dir / jar.name).symlink_to(jar)
+        self.rest_port, rpc_port = free_ports(2)
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(cluster_config(rpc_port, self.rest_port, self.slots)))
+        try:
+            self.jobmanager = self._launch("jobmanager.sh", "jobmanager")
+            self.workers = [self._launch("taskmanager.sh", f"taskmanager-{i}", "-D",
+                                         f"taskmanager.resource-id={RESOURCE_PREFIX}{i}")
+                            for i in range(self.taskmanagers)]
+            self.wait_for_taskmanagers(self.taskmanagers, timeout_s)
+        except BaseException:
+            self.stop()  # no process is left behind by a start that failed
+            raise
         return self
 
     def _launch(self, script: str, name: str, *args: str) -> subprocess.Popen:
@@ -95,8 +98,7 @@ class LocalFlinkCluster:
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def rest(self, path: str) -> dict:
-        with urllib.request.urlopen(self.rest_address + path, timeout=10) as r:
-            return json.loads(r.read())
+        return _get(self.rest_address + path)
 
     def wait_for_taskmanagers(self, count: int, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -158,22 +160,43 @@ def cluster_dir(data_dir: Path) -> Path:
     return data_dir / "flink-cluster"
 
 
+def _get(url: str) -> dict:
+    """GET a JSON answer from the cluster's REST API on loopback (never through a proxy)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _ours(pid: int, conf_dir: Path) -> bool:
+    """Whether `pid` runs a process of the cluster configured in `conf_dir` (a pid left in
+    cluster.json may have been reused by any process since)."""
+    try:
+        return str(conf_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def running(data_dir: Path) -> dict | None:
-    """{"rest": address, "pids": [...]} of the background cluster, if its REST API answers."""
+    """{"rest": address, "pids": [...], "overview": {...}} of the background cluster, if every
+    process it started still runs and its REST API answers."""
+    conf_dir = cluster_dir(data_dir) / "conf"
     try:
         state = json.loads((cluster_dir(data_dir) / "cluster.json").read_text())
-        with urllib.request.urlopen(state["rest"] + "/overview", timeout=5) as r:
-            state["overview"] = json.loads(r.read())
+        if not all(_ours(pid, conf_dir) for pid in state["pids"]):
+            return None
+        state["overview"] = _get(state["rest"] + "/overview")
         return state
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def start_background(data_dir: Path, taskmanagers: int) -> dict:
-    """Start the cluster in the background (it outlives this process), unless it runs."""
+    """Start the cluster in the background (it outlives this process), unless it runs; what
+    is left of one that does not run whole is stopped first."""
     state = running(data_dir)
     if state:
         return state
+    stop_background(data_dir)
     cluster = LocalFlinkCluster(cluster_dir(data_dir), taskmanagers).start()
     state = {"rest": cluster.rest_address, "pids": [p.pid for p in [cluster.jobmanager, *cluster.workers]]}
     (cluster_dir(data_dir) / "cluster.json").write_text(json.dumps(state))
@@ -181,31 +204,26 @@ def start_background(data_dir: Path, taskmanagers: int) -> dict:
 
 
 def stop_background(data_dir: Path) -> bool:
-    """Stop every process of the background cluster; False when none was running."""
-    path = cluster_dir(data_dir) / "cluster.json"
+    """Stop every process of the background cluster (SIGTERM to each process group, SIGKILL
+    to what is left after 30 s); False when none was running."""
+    path, conf_dir = cluster_dir(data_dir) / "cluster.json", cluster_dir(data_dir) / "conf"
     try:
-        pids = json.loads(path.read_text())["pids"]
-    except (OSError, ValueError, KeyError):
+        pids = [pid for pid in json.loads(path.read_text())["pids"] if _ours(pid, conf_dir)]
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    stopped = False
     for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            stopped = True
-        except ProcessLookupError:
-            pass
+        _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    while any(_ours(pid, conf_dir) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:  # each group's Python workers too
+        _signal_group(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
-    return stopped
+    return bool(pids)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

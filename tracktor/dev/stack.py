@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +119,14 @@ class _Running:
 
     def poll(self):
         return None if _signal(self.pid, 0) else 0
+
+    def wait(self, timeout: float | None = None):
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.1)
+        return 0
 
 
 def stop_embedded(cfg: Config) -> bool:

@@ -5,6 +5,7 @@ the other TaskManager from its last checkpoint, and its outputs are those of an
 uninterrupted run of the same input, record by record per key."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ import pytest
 import jobs
 from tests.conftest import make_config, read_topic, run_jobs
 from tests.integration.test_faults import ORDERED, FEED_S, calls, config, feed
-from tracktor.dev.flink_cluster import LocalFlinkCluster
+from tracktor.dev.flink_cluster import LocalFlinkCluster, cluster_dir, stop_background
 from tracktor.dev import loader
 from tracktor.topics import ensure_topics, lag
 
@@ -110,3 +111,24 @@ def test_after_a_taskmanager_dies_the_outputs_are_those_of_an_uninterrupted_run(
     assert expected["events"]
     for role in ORDERED:
         assert got[role] == expected[role], f"{role} differs after the TaskManager was killed"
+
+
+def test_flink_start_status_run_stop_from_the_command_line(tmp_path):
+    from tests.test_cli import cli
+    cfg = make_config(tmp_path, "cli-flink")
+    try:
+        started = cli(cfg, "flink", "start", "--taskmanagers", "1", timeout=180)
+        assert started.returncode == 0 and "1 TaskManagers" in started.stdout, started.stderr
+        pids = json.loads((cluster_dir(cfg.data_dir) / "cluster.json").read_text())["pids"]
+        assert "1 TaskManagers, 1 of 1 slots free, 0 jobs running" in cli(cfg, "flink", "status").stdout
+        again = cli(cfg, "flink", "start", timeout=60)  # running: reused, not started twice
+        assert again.returncode == 0 and json.loads((cluster_dir(cfg.data_dir) / "cluster.json").read_text())["pids"] == pids
+        refused = cli(cfg, "flink", "run", "identity_merge", timeout=60)  # the shipped config: thread mode
+        assert refused.returncode == 2 and "process mode" in refused.stderr
+        assert cli(cfg, "flink", "stop", timeout=90).stdout.strip() == "stopped"
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert cli(cfg, "flink", "status").returncode == 1
+    finally:
+        stop_background(cfg.data_dir)

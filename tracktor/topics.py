@@ -103,10 +103,32 @@ def lag(bootstrap_servers: str, groups: dict[str, str]) -> dict[str, int | None]
                 continue
             committer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
             try:
-                committed = committer.committed([TopicPartition(name, p) for p in ends], timeout=30)
+                committed = _committed(committer, [TopicPartition(name, p) for p in ends])
             finally:
                 committer.close()
             out[name] = sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
         return out
     finally:
         reader.close()
+
+
+COORDINATOR_WAIT_S = 30.0  # how long a lag check waits for a group's coordinator (it moves, or loads, at times)
+
+
+def _committed(consumer, partitions):
+    """The group's committed offsets of `partitions`, asked again while its coordinator is
+    moving or loading (NOT_COORDINATOR and the like: retriable, and seen after a broker's start)."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    moving = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
+    deadline = time.monotonic() + COORDINATOR_WAIT_S
+    while True:
+        try:
+            return consumer.committed(partitions, timeout=30)
+        except KafkaException as e:
+            error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if error is None or not (error.code() in moving or error.retriable()) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -189,3 +189,18 @@ def wait_for(what, check, job, seconds=120):
         time.sleep(2)
     tail = job.log.read_text(errors="replace")[-3000:]
     raise AssertionError(f"no {what} after {seconds}s (job exit code {job.poll()}); its log ends:\n{tail}")
+
+
+def post_batch(base: str, app: str, calls: list[dict]) -> int:
+    """POST /batch?sid=APP of `calls` to the collector at `base`; the HTTP status."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{base}/batch?sid={app}", data=json.dumps(calls).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 
 import pytest
 
-from tests.conftest import make_config, read_topic, run_jobs
+from tests.conftest import make_config, post_batch as post, read_topic, run_jobs
 from tests.integration.test_faults import ORDERED, Pipeline, calls, contents
 from tracktor.collector.server import Collector
 from tracktor.dev import loader
@@ -43,16 +41,6 @@ def batches(envs: list[dict], size: int = 20) -> list[tuple[str, list[dict]]]:
             out.append((env["app"], []))
         out[-1][1].append(to_call(env))
     return out
-
-
-def post(base: str, app: str, body: list[dict]) -> int:
-    req = urllib.request.Request(f"{base}/batch?sid={app}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def what(call: dict) -> str:

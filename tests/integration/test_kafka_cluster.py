@@ -5,16 +5,13 @@ later; the collector keeps serving with the node down, and no call it acknowledg
 or doubled."""
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 
 import pytest
 
-from tests.conftest import make_config, read_topic
+from tests.conftest import make_config, post_batch as post, read_topic
 from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import LocalKafkaCluster
 from tracktor.topics import ensure_topics
@@ -30,16 +27,6 @@ RECOVERY_S = 10      # from this long after the kill on, every request is accept
 def cluster(tmp_path_factory):
     with LocalKafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), brokers=3) as c:
         yield c
-
-
-def post(base: str, calls: list[dict]) -> int:
-    req = urllib.request.Request(f"{base}/batch?sid=demo-video", data=json.dumps(calls).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def leaders(bootstrap: str, topic: str) -> dict[int, int]:
@@ -90,7 +77,7 @@ def test_a_node_killed_under_load_loses_no_acknowledged_call_and_the_collector_k
         while time.monotonic() - start < LOAD_S:
             ids = [f"c{i}-{j}" for j in range(20)]
             calls = [{"method": "track", "ts": 1767225600 + i, "id": cid, "action": "Site visit"} for cid in ids]
-            status = post(collector.address, calls)
+            status = post(collector.address, "demo-video", calls)
             answers.append((time.monotonic() - start, status))
             if status == 200:
                 acknowledged.update(ids)

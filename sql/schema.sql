@@ -282,6 +282,28 @@ FROM
 )
 GROUP BY day;
 
+-- people_ids
+CREATE VIEW tracktor.people_ids
+AS SELECT
+    person,
+    arraySort(arrayDistinct(arrayPushBack(groupArray(id), person))) AS ids
+FROM
+(
+    SELECT
+        person_id AS person,
+        distinct_id AS id
+    FROM `tracktor.person_ids`(app = {app:String})
+    WHERE person_id != ''
+    UNION ALL
+    SELECT
+        person_id AS person,
+        person_id AS id
+    FROM tracktor.persons
+    FINAL
+    WHERE (app = {app:String}) AND (merged_into IS NULL)
+)
+GROUP BY person;
+
 -- person_events
 CREATE VIEW tracktor.person_events
 AS SELECT
@@ -382,6 +404,20 @@ CREATE TABLE tracktor.property_sets
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (app, key, distinct_id, ts, event_id)
+SETTINGS index_granularity = 8192;
+
+-- saved_definitions
+CREATE TABLE tracktor.saved_definitions
+(
+    `app` LowCardinality(String),
+    `kind` LowCardinality(String),
+    `name` String,
+    `definition` String COMMENT 'JSON object, the same keys as in tracktor.yaml',
+    `version` UInt64,
+    `deleted` UInt8
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (app, kind, name)
 SETTINGS index_granularity = 8192;
 
 -- segment_changes

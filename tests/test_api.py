@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import OtherOwner, make_config
+from tests.conftest import BEGINNING, OtherOwner, make_config
 from tests.test_warehouse import ev, ident, write
 from tracktor import warehouse
+from tracktor.analytics import pages
 from tracktor.analytics.api import Api
 
 STEPS = ["Site visit", "Free movie view", "Registration", "Upgrade to Premium"]
@@ -27,6 +30,10 @@ def api(tmp_path_factory, request):
     write(client, "events", [ev("a-1", STEPS[0], 0, app="demo-video"), ev("u1", STEPS[1], 1, app="demo-video"),
                              ev("u2", STEPS[0], 2, app="demo-video"), ev("s1", "Product view", 3, app="demo-shop")], db)
     write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], db)
+    write(client, "profiles", [profile("u1", {"email": "Ann@Example.com", "plan": "free", "age": 30}),
+                               profile("u2", {"email": "bob@example.com", "plan": "premium"})], db)
+    write(client, "segments", [{"app": "demo-video", "segment": "premium", "person_id": "u2", "change": "entered",
+                                "version": 1, "ts": BEGINNING}], db)
     client.close()
     server = Api(cfg, port=0).start()
     server.tokens = {sid: a.read_token for sid, a in cfg.apps.items()}
@@ -34,6 +41,10 @@ def api(tmp_path_factory, request):
     server.stop()
     if other:
         other.stop()
+
+
+def profile(person, properties, app="demo-video"):
+    return {"app": app, "person_id": person, "properties": properties, "version": 1, "ts": BEGINNING}
 
 
 def call(api, path, app="demo-video", body=None, token=None, raw=False):
@@ -166,8 +177,8 @@ def test_changes_need_the_apps_admin_token_not_its_read_token(api):
     assert status == 400 and "oops" in err["error"] and "within" in err["error"]
     status, err = send(api, "DELETE", "/api/v1/apps/demo-video/people/" + "x" * 300, token=admin)
     assert status == 400 and "256" in err["error"]
-    status, err = send(api, "GET", "/api/v1/apps/demo-video/people/u1", token=read)
-    assert status == 405
+    status, err = send(api, "PUT", "/api/v1/apps/demo-video/people/u1", token=admin)
+    assert status == 405 and "PUT" in err["error"]
 
 
 @pytest.mark.parametrize("raw, words", [
@@ -183,3 +194,99 @@ def test_a_segment_change_the_job_could_not_take_is_a_400(api, raw, words):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=60)
     assert err.value.code == 400 and words in json.loads(err.value.read())["error"]
+
+
+# -- the dashboard's questions ---------------------------------------------------------------------
+def test_the_dashboard_has_every_metric_and_funnel_with_the_numbers_of_their_own_endpoints(api):
+    status, board = call(api, f"/api/v1/apps/demo-video/dashboard?{DAY}")
+    assert status == 200 and board["first"] == board["last"] == "2026-01-01"
+    assert [m["name"] for m in board["metrics"]] == list(api.cfg.apps["demo-video"].metrics)
+    assert [f["name"] for f in board["funnels"]] == list(api.cfg.apps["demo-video"].funnels)
+    for m in board["metrics"]:
+        alone = call(api, f"/api/v1/apps/demo-video/metrics/{m['name']}?{DAY}")[1]
+        assert {k: v for k, v in m.items() if k != "saved"} == alone
+    assert board["funnels"][0]["steps"] == call(api, f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}")[1]
+    assert [s["people"] for s in board["funnels"][0]["steps"]] == [2, 1, 0, 0]
+    assert {s["name"]: s["count"] for s in board["segments"]}["premium"] == 1
+
+
+def test_people_are_found_by_an_old_anonymous_id_a_part_of_their_email_or_a_property(api):
+    def found(q, **extra):
+        status, res = call(api, "/api/v1/apps/demo-video/people?" + urllib.parse.urlencode({"q": q, **extra}))
+        assert status == 200, res
+        return [p["person"] for p in res["people"]], res["matches"]
+    assert found("a-1") == (["u1"], 1)               # the anonymous id merged into u1
+    assert found("ann@EXAMPLE") == (["u1"], 1)       # any case
+    assert found("plan=premium") == (["u2"], 1)
+    assert found("age=30") == (["u1"], 1)            # a number, as its JSON
+    assert found("nobody") == ([], 0)
+    assert found("") == (["u1", "u2"], 2)
+    assert found("", limit=1, offset=1) == (["u2"], 2)
+    status, res = call(api, "/api/v1/apps/demo-video/people?q=" + "x" * 201)
+    assert status == 400 and "200" in res["error"]
+
+
+def test_a_person_page_from_any_of_their_ids(api):
+    status, page = call(api, "/api/v1/apps/demo-video/people/a-1")
+    assert status == 200 and page["person"] == "u1" and page["ids"] == ["a-1", "u1"]
+    assert page["properties"]["email"] == "Ann@Example.com" and page["segments"] == []
+    assert [(e["event"], e["distinct_id"]) for e in page["events"]] == [("Free movie view", "u1"), ("Site visit", "a-1")]
+    status, page = call(api, "/api/v1/apps/demo-video/people/u2")
+    assert [s for s, _ in page["segments"]] == ["premium"]
+    status, err = call(api, "/api/v1/apps/demo-video/people/never-seen")
+    assert status == 404 and "never-seen" in err["error"]
+    assert call(api, "/api/v1/apps/demo-shop/people/u1", app="demo-shop")[0] == 404  # another app's person
+
+
+def test_the_segments_with_their_members_over_time(api):
+    status, res = call(api, f"/api/v1/apps/demo-video/segments?{DAY}")
+    premium = next(s for s in res["segments"] if s["name"] == "premium")
+    assert status == 200 and premium["count"] == 1 and premium["days"] == [["2026-01-01", 1]]
+
+
+def test_a_funnel_drill_down_pages(api):
+    path = f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}&step=1&limit=1"
+    assert [p["person"] for p in call(api, path)[1]] == ["u1"]
+    assert [p["person"] for p in call(api, path + "&offset=1")[1]] == ["u2"]
+    assert call(api, path + "&offset=-1")[0] == 400
+
+
+def test_a_definition_saved_with_the_admin_token_joins_the_apps_definitions(api):
+    admin, read = api.cfg.apps["demo-video"].admin_token, api.tokens["demo-video"]
+    body = {"kind": "metric", "name": "views", "definition_yaml": "type: times_event_happened\nevent: Free movie view"}
+    assert send(api, "POST", "/api/v1/apps/demo-video/definitions", body=body, token=read)[0] == 403
+    assert send(api, "POST", "/api/v1/apps/demo-video/definitions", body=body,
+                token=api.cfg.apps["demo-shop"].admin_token)[0] == 403
+    status, res = send(api, "POST", "/api/v1/apps/demo-video/definitions", body=body, token=admin)
+    assert status == 201, res
+    try:
+        assert call(api, f"/api/v1/apps/demo-video/metrics/views?{DAY}")[1]["total"] == 1
+        board = call(api, f"/api/v1/apps/demo-video/dashboard?{DAY}")[1]
+        assert [m["name"] for m in board["metrics"] if m["saved"]] == ["views"]
+        assert call(api, "/api/v1/apps/demo-video")[1]["saved"]["metric"] == ["views"]
+        assert call(api, "/api/v1/apps/demo-shop/metrics/views?range=today", app="demo-shop")[0] == 404  # not the other app's
+        status, err = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=admin,
+                           body={**body, "name": "site_visitors"})
+        assert status == 400 and "defined in tracktor.yaml" in err["error"]
+        status, err = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=admin,
+                           body={**body, "definition_yaml": "type: [unclosed"})
+        assert status == 400 and "not YAML" in err["error"]
+        status, err = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=admin,
+                           body={**body, "definition_yaml": "type: times_event_happened"})
+        assert status == 400 and "event" in err["error"]
+    finally:
+        status, res = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=admin,
+                           body={"kind": "metric", "name": "views", "definition": None})
+    assert status == 200 and call(api, f"/api/v1/apps/demo-video/metrics/views?{DAY}")[0] == 404
+
+
+def test_the_dashboard_page_and_its_files_carry_a_strict_content_security_policy(api):
+    for path, kind in (("/", "text/html"), ("/static/dashboard.js", "text/javascript"), ("/static/dashboard.css", "text/css")):
+        with urllib.request.urlopen(api.address + path, timeout=30) as resp:
+            assert resp.headers["Content-Type"].startswith(kind)
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    for path in ("/static/../api.py", "/static/", "/static/dashboard.js/x", "/static/%2e%2e%2fapi.py"):
+        assert call(api, path, token="")[0] == 404
+    js = (Path(pages.STATIC) / "dashboard.js").read_text()
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js  # data only ever as text

@@ -164,21 +164,24 @@ def cmd_status(args) -> int:
 
 def cmd_report(args) -> int:
     from tracktor import warehouse
-    from tracktor.analytics import report
+    from tracktor.analytics import report, saved
     cfg = _cfg(args)
     definition = None
     if args.define:
         import yaml
         definition = yaml.safe_load(args.define)
-    try:
-        q = report.ask(cfg, args.app or next(iter(cfg.apps)), args.kind, args.name, definition, args.range,
-                       args.date_from, args.date_to, args.people, args.dropped, args.limit)
-    except (report.NotFound, ValueError) as e:
-        raise config_mod.ConfigError(str(e)) from None
+    app = args.app or next(iter(cfg.apps))
+    if app not in cfg.apps:
+        raise config_mod.ConfigError(f"no app {app!r}")
     fmt = "json" if args.json else "html" if args.html else "table"
     client = warehouse.connect(cfg.clickhouse)
     try:
         warehouse.migrate(client, cfg.clickhouse.database)  # an empty warehouse answers zeros, not errors
+        try:
+            q = report.ask(cfg, app, args.kind, args.name, definition, args.range, args.date_from, args.date_to,
+                           args.people, args.dropped, args.limit, saved=saved.load(client, cfg.clickhouse.database, app))
+        except (report.NotFound, ValueError) as e:
+            raise config_mod.ConfigError(str(e)) from None
         text = report.render(q, report.answer(client, cfg.clickhouse.database, q), fmt)
     finally:
         client.close()
@@ -255,7 +258,8 @@ def cmd_serve(args) -> int:
     from tracktor.analytics.api import Api
     cfg = _cfg(args)
     api = Api(cfg, port=args.port).start()
-    return _serve(cfg, api.stop, f"analytics API at {api.address}/api/v1/apps/<app> (ClickHouse: {cfg.clickhouse.dsn})")
+    return _serve(cfg, api.stop, f"dashboard at {api.address}/ and the analytics API at {api.address}/api/v1/apps/<app> "
+                                 f"(ClickHouse: {cfg.clickhouse.dsn})")
 
 
 def cmd_warehouse(args) -> int:
@@ -282,7 +286,12 @@ def cmd_bench(args) -> int:
 
 def cmd_demo(args) -> int:
     from tracktor.dev.demo import run_demo
-    return run_demo(_cfg(args), people=args.people, seed=args.seed)
+    cfg = run_demo(_cfg(args), people=args.people, seed=args.seed)
+    if not args.serve:
+        return 0
+    from tracktor.analytics.api import Api
+    api = Api(cfg, port=args.port).start()
+    return _serve(cfg, api.stop, f"dashboard at {api.address}/ over the demo's data (Ctrl-C stops)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -371,6 +380,8 @@ def parser() -> argparse.ArgumentParser:
     d = command("demo", cmd_demo, help="the whole pipeline over sample data")
     d.add_argument("--people", type=int, default=2000, help="visitors per app")
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--serve", action="store_true", help="then serve the dashboard over the demo's data until Ctrl-C")
+    d.add_argument("--port", type=int, help="the dashboard's port with --serve (default: api.port)")
 
     b = command("bench", cmd_bench, help="run the benchmarks (bench/) into one table")
     b.add_argument("--quick", action="store_true", help="small sizes: a few minutes")

@@ -4,4 +4,4 @@ FROM {database}.funnel_levels(app = {app:String}, from_ts = {from_ts:DateTime64(
                               steps = {steps:Array(String)}, window_ms = {window_ms:UInt64})
 WHERE if({dropped:Bool}, level = {step:UInt32}, level >= {step:UInt32})
 ORDER BY person
-LIMIT {limit:UInt32}
+LIMIT {limit:UInt32} OFFSET {offset:UInt32}

@@ -7,4 +7,4 @@ FROM {database}.funnel_levels_filtered(app = {app:String}, from_ts = {from_ts:Da
                               person_ops = {person_ops:Array(String)}, person_values = {person_values:Array(String)})
 WHERE if({dropped:Bool}, level = {step:UInt32}, level >= {step:UInt32})
 ORDER BY person
-LIMIT {limit:UInt32}
+LIMIT {limit:UInt32} OFFSET {offset:UInt32}

@@ -87,13 +87,14 @@ class Person:
 
 
 def funnel_people(client, database: str, app: str, f: Funnel, first: date, last: date, step: int,
-                  dropped: bool = False, limit: int = 100) -> list[Person]:
+                  dropped: bool = False, limit: int = 100, offset: int = 0) -> list[Person]:
     """The drill-down: people who reached step `step` (1-based), or with `dropped` those who
-    reached it and went no further; at most `limit`, by person id."""
+    reached it and went no further; at most `limit` from the `offset`th, by person id."""
     if not 1 <= step <= len(f.events):
         raise ValueError(f"step must be 1..{len(f.events)}, got {step}")
     query, params = _funnel_query("funnel_people", f, first, last, app)
-    people = [r[0] for r in _rows(client, database, query, {**params, "step": step, "dropped": dropped, "limit": limit})]
+    people = [r[0] for r in _rows(client, database, query, {**params, "step": step, "dropped": dropped, "limit": limit,
+                                                                 "offset": offset})]
     if not people:
         return []
     rows = _rows(client, database, "people_details", {"app": app, "people": people, **_bounds(first, last)})
@@ -211,6 +212,12 @@ class SegmentResult:
     days: list[tuple[date, int]]   # members at the end of each day of the range
     members: list[SegmentMember]  # the members now (at most `limit`, by person id)
     count: int                    # how many members now
+
+
+def segment_names(client, database: str, app: str, defined=()) -> list[str]:
+    """The app's segments: those `defined` in its configuration and those that have had
+    members (defined while segment_eval runs), by name."""
+    return sorted(set(defined) | {r[0] for r in _rows(client, database, "segment_names", {"app": app})})
 
 
 def segment(client, database: str, app: str, name: str, first: date, last: date, limit: int = 100) -> SegmentResult:

@@ -28,6 +28,7 @@ class Question:
     step: int | None = None          # funnel drill-down: the people at this step (1-based)
     dropped: bool = False            # ... who went no further
     limit: int = 100
+    offset: int = 0                  # the drill-down's page: from the offset-th person
 
     @property
     def title(self) -> str:
@@ -45,9 +46,11 @@ class SegmentName:
 
 def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: dict | None = None,
         range_name: str | None = "last-7-days", date_from: date | None = None, date_to: date | None = None,
-        step: int | None = None, dropped: bool = False, limit: int = 100) -> Question:
-    """A validated question: a funnel or metric by its name in the config, or an ad hoc
-    `definition` (the same keys as in tracktor.yaml). Raises NotFound or ValueError."""
+        step: int | None = None, dropped: bool = False, limit: int = 100, offset: int = 0,
+        saved: dict | None = None) -> Question:
+    """A validated question: a funnel or metric by its name in the config or among the app's
+    `saved` definitions (tracktor/analytics/saved.py), or an ad hoc `definition` (the same
+    keys as in tracktor.yaml). Raises NotFound or ValueError."""
     if app not in cfg.apps:
         raise NotFound(f"no app {app!r}")
     if kind not in ("funnel", "metric", "segment"):
@@ -64,8 +67,11 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
         definition = (funnel_from if kind == "funnel" else metric_from)(name or "ad hoc", definition)
     elif name in defined:
         definition = defined[name]
+    elif name in (saved or {}).get(kind, {}):
+        definition = (funnel_from if kind == "funnel" else metric_from)(name, saved[kind][name])
     else:
-        raise NotFound(f"app {app} has no {kind} {name!r} (has: {', '.join(defined) or 'none'})")
+        known = [*defined, *(saved or {}).get(kind, {})]
+        raise NotFound(f"app {app} has no {kind} {name!r} (has: {', '.join(known) or 'none'})")
     if (date_from is None) != (date_to is None):
         raise ValueError("give both the first and the last day, or a range")
     first, last = analytics.date_range(range_name, date_from, date_to)
@@ -76,7 +82,9 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
             raise ValueError(f"step must be 1..{len(definition.events)}, got {step}")
     if not 1 <= limit <= 10_000:
         raise ValueError(f"limit must be 1..10000, got {limit}")
-    return Question(app, kind, definition, first, last, step, dropped, limit)
+    if not 0 <= offset <= 1_000_000:
+        raise ValueError(f"offset must be 0..1000000, got {offset}")
+    return Question(app, kind, definition, first, last, step, dropped, limit, offset)
 
 
 class _WithSettings:
@@ -89,17 +97,22 @@ class _WithSettings:
         return self.client.query(sql, parameters=parameters, settings=self.settings)
 
 
+def with_settings(client, settings: dict | None):
+    """`client`, with `settings` (e.g. max_execution_time) on every query when given."""
+    return _WithSettings(client, settings) if settings else client
+
+
 def answer(client, database: str, q: Question, settings: dict | None = None):
     """list[FunnelStep], list[Person] (drill-down) or a MetricResult; `settings` go with
     every query (e.g. max_execution_time)."""
-    if settings:
-        client = _WithSettings(client, settings)
+    client = with_settings(client, settings)
     if q.kind == "metric":
         return analytics.metric(client, database, q.app, q.definition, q.first, q.last)
     if q.kind == "segment":
         return analytics.segment(client, database, q.app, q.definition.name, q.first, q.last, q.limit)
     if q.step:
-        return analytics.funnel_people(client, database, q.app, q.definition, q.first, q.last, q.step, q.dropped, q.limit)
+        return analytics.funnel_people(client, database, q.app, q.definition, q.first, q.last, q.step, q.dropped, q.limit,
+                                         q.offset)
     return analytics.funnel(client, database, q.app, q.definition, q.first, q.last)
 
 

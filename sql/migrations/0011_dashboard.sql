@@ -1,0 +1,29 @@
+-- The dashboard's People pages and saved definitions.
+
+-- Every person of an app after identity merges with all their distinct ids (their own
+-- included): those the identities map to them, and those with a profile of their own.
+CREATE VIEW IF NOT EXISTS {database}.people_ids AS
+SELECT person, arraySort(arrayDistinct(arrayPushBack(groupArray(id), person))) AS ids
+FROM
+(
+    SELECT person_id AS person, distinct_id AS id FROM {database}.person_ids(app = {app:String}) WHERE person_id != ''
+    UNION ALL
+    SELECT person_id AS person, person_id AS id FROM {database}.persons FINAL
+    WHERE app = {app:String} AND merged_into IS NULL
+)
+GROUP BY person;
+
+-- Funnels and metrics defined on the dashboard (or POST .../definitions) and saved to the
+-- app's definitions, beside those of tracktor.yaml: the newest version of each (kind, name)
+-- counts; deleted = 1 takes it away.
+CREATE TABLE IF NOT EXISTS {database}.saved_definitions
+(
+    app LowCardinality(String),
+    kind LowCardinality(String),
+    name String,
+    definition String COMMENT 'JSON object, the same keys as in tracktor.yaml',
+    version UInt64,
+    deleted UInt8
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (app, kind, name);

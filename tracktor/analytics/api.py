@@ -1,12 +1,21 @@
-"""The analytics HTTP API: funnels, metrics, the drill-down and charts, as JSON or HTML.
+"""The analytics HTTP API and the dashboard pages: funnels, metrics, segments and people, as
+JSON (or a metric's or funnel's chart as HTML), and the single-page dashboard that reads them.
 
-  GET  /api/v1/apps/{app}                        the app's defined funnels and metrics
-  GET  /api/v1/apps/{app}/funnels/{name}         steps; ?step=N[&dropped=true][&limit=L] for the people
+  GET  /                                         the dashboard (tracktor/analytics/static/, docs/dashboard.md)
+  GET  /api/v1/apps/{app}                        the app's funnels, metrics (saved ones too) and segments
+  GET  /api/v1/apps/{app}/dashboard              every metric and funnel, and each segment's member count
+  GET  /api/v1/apps/{app}/funnels/{name}         steps; ?step=N[&dropped=true][&limit=L][&offset=O] for the people
   GET  /api/v1/apps/{app}/metrics/{name}         the daily series, max/min/avg, people
-  POST /api/v1/apps/{app}/funnels                an ad hoc funnel: body {"definition": {...}, "name": …}
+  POST /api/v1/apps/{app}/funnels                an ad hoc funnel: body {"definition": {...}} or
+                                                 {"definition_yaml": "steps: [...]"}, and an optional "name"
   POST /api/v1/apps/{app}/metrics                an ad hoc metric, the same way
+  GET  /api/v1/apps/{app}/segments               each segment: members now and per day
   GET  /api/v1/apps/{app}/segments/{name}        members per day, and the members (id, email, properties)
+  GET  /api/v1/apps/{app}/people                 ?q=ID, part of an email, or key=value; ?limit=&offset=
+  GET  /api/v1/apps/{app}/people/{id}            the person (any of their ids): ids, properties, segments, events
   POST /api/v1/apps/{app}/segments               {"definitions": {name: definition or null}}: change segments live
+  POST /api/v1/apps/{app}/definitions            {"kind": "funnel"|"metric", "name", "definition"|"definition_yaml"}:
+                                                 save to the app's definitions (null definition: delete)
   DELETE /api/v1/apps/{app}/people/{id}          delete the person with this id, all their ids and data
   GET  /health
 
@@ -14,8 +23,9 @@ Every question takes ?range=today|last-7-days|last-30-days|last-90-days or ?from
 (at most api.max_range_days days) and ?format=json (default) or html (a chart). Each app's
 data needs that app's read token, `Authorization: Bearer <apps[].read_token>` (compared in
 constant time): not its signing secret, so a dashboard user cannot forge signed calls, and
-one app never reads another's. Changes (POST .../segments, DELETE .../people/{id}) need the
-app's admin token, `apps[].admin_token`, the same way; an app without one takes no changes. Answers come from tracktor/analytics/report.py, like the
+one app never reads another's. Changes (POST .../segments, .../definitions, DELETE
+.../people/{id}) need the app's admin token, `apps[].admin_token`, the same way; an app
+without one takes no changes. Answers come from tracktor/analytics/report.py, like the
 command line's.
 
 Bounded: api.threads requests are served at once (the rest wait their turn), a client has
@@ -29,13 +39,17 @@ import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tracktor.analytics import report
+import yaml
+
 from tracktor import warehouse
-from tracktor.config import Config
+from tracktor.analytics import pages, people, queries as analytics, report, saved
+from tracktor.config import Config, funnel_from, metric_from
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -100,53 +114,148 @@ class Api:
     def handle(self, method: str, path: str, query: dict, headers, body: bytes | None) -> tuple[int, str, str]:
         """(status, content type, text) for one request."""
         parts = [unquote(p) for p in path.strip("/").split("/")]
+        if method == "GET" and (parts in ([""], ["index.html"]) or parts[0] == "static"):
+            page = pages.page(parts)
+            if page is None:
+                raise ApiError(404, f"no such page {path[:200]}")
+            return page
         if parts == ["health"]:
             return 200, "application/json", '{"ok": true}'
         if len(parts) < 4 or parts[:3] != ["api", "v1", "apps"]:
-            raise ApiError(404, f"no such resource {path}")
-        app = parts[3]
-        changes = method in ("DELETE", "POST") and len(parts) >= 5 and parts[4] in ("people", "segments")
+            raise ApiError(404, f"no such resource {path[:200]}")
+        app, rest = parts[3], parts[4:]
+        changes = method in ("DELETE", "POST") and rest[:1] in (["people"], ["segments"], ["definitions"])
         self._authorise(app, headers.get("Authorization", ""), "admin_token" if changes else "read_token")
-        if len(parts) >= 5 and parts[4] == "people":
-            return self._delete_person(app, parts, method)
-        if len(parts) == 4 and method == "GET":
-            a = self.apps[app]
-            return 200, "application/json", json.dumps({
-                "app": app, "funnels": {n: list(f.events) for n, f in a.funnels.items()},
-                "metrics": {n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()},
-                "segments": a.segments})
-        if len(parts) not in (5, 6) or parts[4] not in ("funnels", "metrics", "segments"):
-            raise ApiError(404, f"no such resource {path}")
-        if parts[4] == "segments" and method == "POST":
+        if not rest and method == "GET":
+            return self._app(app)
+        what = rest[0] if rest else ""
+        if what == "people":
+            return self._delete_person(app, parts, method) if method == "DELETE" else self._people(app, rest, query, method)
+        if what == "dashboard" and len(rest) == 1 and method == "GET":
+            return self._dashboard(app, query)
+        if what == "definitions":
+            return self._save_definition(app, rest, method, body)
+        if what == "segments" and method == "POST":
             return self._apply_segments(app, parts, body)
-        kind = parts[4][:-1]
-        name, definition = (parts[5] if len(parts) == 6 else None), None
+        if what == "segments" and len(rest) == 1 and method == "GET":
+            return self._segments(app, query)
+        if len(rest) not in (1, 2) or what not in ("funnels", "metrics", "segments"):
+            raise ApiError(404, f"no such resource {path[:200]}")
+        kind = what[:-1]
+        name, definition = (rest[1] if len(rest) == 2 else None), None
         if method == "POST":
             if name is not None:
                 raise ApiError(405, "POST an ad hoc definition to .../funnels or .../metrics")
             body_json = _json_body(body)
-            definition, name = body_json.get("definition"), body_json.get("name", "ad hoc")
-            if not isinstance(definition, dict):
-                raise ApiError(400, "the body needs a 'definition' object")
+            definition, name = _definition(body_json), body_json.get("name", "ad hoc")
         elif name is None:
-            raise ApiError(404, f"GET .../{parts[4]}/NAME")
+            raise ApiError(404, f"GET .../{what}/NAME")
         fmt = _one(query, "format", "json")
         if fmt not in ("json", "html"):
             raise ApiError(400, "format must be json or html")
-        try:
+        with self._answering():
             q = report.ask(self.cfg, app, kind, name, definition, _one(query, "range", "last-7-days"),
                            _day(query, "from"), _day(query, "to"), _int(query, "step"),
-                           _one(query, "dropped", "false") == "true", _int(query, "limit") or 100)
-            days = (q.last - q.first).days + 1
-            if days > self.cfg.api.max_range_days:
-                raise ApiError(400, f"the range has {days} days, more than api.max_range_days ({self.cfg.api.max_range_days})")
-            text = report.render(q, report.answer(self.warehouse(), self.database, q,
-                                                  settings={"max_execution_time": self.cfg.api.query_timeout}), fmt)
+                           _one(query, "dropped", "false") == "true", _int(query, "limit") or 100,
+                           _int(query, "offset") or 0, saved=self._saved(app) if name and not definition else None)
+            self._check_range(q.first, q.last)
+            text = report.render(q, report.answer(self.warehouse(), self.database, q, settings=self.settings), fmt)
+        return 200, ("text/html; charset=utf-8" if fmt == "html" else "application/json"), text
+
+    @property
+    def settings(self) -> dict:
+        return {"max_execution_time": self.cfg.api.query_timeout}
+
+    @contextmanager
+    def _answering(self):
+        """report's NotFound and ValueError as the 404 and 400 they are."""
+        try:
+            yield
         except report.NotFound as e:
             raise ApiError(404, str(e)) from None
         except ValueError as e:
             raise ApiError(400, str(e)) from None
-        return 200, ("text/html; charset=utf-8" if fmt == "html" else "application/json"), text
+
+    def _check_range(self, first: date, last: date) -> None:
+        days = (last - first).days + 1
+        if days > self.cfg.api.max_range_days:
+            raise ApiError(400, f"the range has {days} days, more than api.max_range_days ({self.cfg.api.max_range_days})")
+
+    def _range(self, query: dict) -> tuple[date, date]:
+        with self._answering():
+            start, end = _day(query, "from"), _day(query, "to")
+            if (start is None) != (end is None):
+                raise ValueError("give both the first and the last day, or a range")
+            first, last = analytics.date_range(_one(query, "range", "last-7-days"), start, end)
+        self._check_range(first, last)
+        return first, last
+
+    def _saved(self, app: str) -> dict:
+        return saved.load(report.with_settings(self.warehouse(), self.settings), self.database, app)
+
+    def _app(self, app: str) -> tuple[int, str, str]:
+        a, kept = self.apps[app], self._saved(app)
+        return 200, "application/json", json.dumps({
+            "app": app, "name": a.name,
+            "funnels": {**{n: d.get("steps") for n, d in kept["funnel"].items()}, **{n: list(f.events) for n, f in a.funnels.items()}},
+            "metrics": {**kept["metric"], **{n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()}},
+            "saved": {kind: sorted(names) for kind, names in kept.items()},
+            "segments": a.segments}, default=str)
+
+    def _dashboard(self, app: str, query: dict) -> tuple[int, str, str]:
+        """Every metric and funnel of the app (configured, then saved) over the range, and the
+        member count of each segment: one request for the whole dashboard, polled by the page."""
+        first, last = self._range(query)
+        client = report.with_settings(self.warehouse(), self.settings)
+        kept, a = saved.load(client, self.database, app), self.apps[app]
+        metrics = [*a.metrics.values(), *(metric_from(n, d) for n, d in kept["metric"].items() if n not in a.metrics)]
+        funnels = [*a.funnels.values(), *(funnel_from(n, d) for n, d in kept["funnel"].items() if n not in a.funnels)]
+        segments = analytics.segment_names(client, self.database, app, a.segments)
+        return 200, "application/json", json.dumps({
+            "app": app, "name": a.name, "first": first, "last": last,
+            "metrics": [{**asdict(analytics.metric(client, self.database, app, m, first, last)),
+                         "saved": m.name in kept["metric"] and m.name not in a.metrics} for m in metrics],
+            "funnels": [{"name": f.name, "steps": [asdict(s) for s in analytics.funnel(client, self.database, app, f, first, last)],
+                         "window_seconds": f.window_seconds} for f in funnels],
+            "segments": [{"name": n, "count": _scalar(client, self.database, "segment_count", {"app": app, "segment": n})}
+                         for n in segments]}, default=str)
+
+    def _segments(self, app: str, query: dict) -> tuple[int, str, str]:
+        first, last = self._range(query)
+        client = report.with_settings(self.warehouse(), self.settings)
+        out = []
+        for name in analytics.segment_names(client, self.database, app, self.apps[app].segments):
+            seg = analytics.segment(client, self.database, app, name, first, last, limit=1)
+            out.append({"name": name, "count": seg.count, "days": seg.days,
+                        "defined": name in self.apps[app].segments})
+        return 200, "application/json", json.dumps({"first": first, "last": last, "segments": out}, default=str)
+
+    def _people(self, app: str, rest: list, query: dict, method: str) -> tuple[int, str, str]:
+        if method != "GET" or len(rest) > 2:
+            raise ApiError(405 if len(rest) <= 2 else 404, "GET .../people[?q=…] or .../people/{id}")
+        client = report.with_settings(self.warehouse(), self.settings)
+        if len(rest) == 2:
+            page = people.person(client, self.database, app, rest[1])
+            if page is None:
+                raise ApiError(404, f"app {app} has no person with the id {rest[1][:200]!r}")
+            return 200, "application/json", json.dumps(asdict(page), default=str)
+        limit, offset = _int(query, "limit") or 25, _int(query, "offset") or 0
+        if not 1 <= limit <= 1000 or not 0 <= offset <= 1_000_000:
+            raise ApiError(400, "limit must be 1..1000 and offset 0..1000000")
+        with self._answering():
+            found = people.search(client, self.database, app, _one(query, "q", ""), limit, offset)
+        return 200, "application/json", json.dumps(asdict(found), default=str)
+
+    def _save_definition(self, app: str, rest: list, method: str, body: bytes | None) -> tuple[int, str, str]:
+        """POST .../definitions: a funnel or metric saved to the app's definitions (saved.py)."""
+        if method != "POST" or len(rest) != 1:
+            raise ApiError(405, "POST {kind, name, definition} to .../definitions")
+        data = _json_body(body)
+        definition = None if "definition" in data and data["definition"] is None else _definition(data)
+        with self._answering():
+            saved.save(self.warehouse(), self.database, self.apps[app], data.get("kind"), data.get("name"), definition)
+        return (201 if definition is not None else 200), "application/json", json.dumps(
+            {"saved" if definition is not None else "deleted": data.get("name"), "kind": data.get("kind")})
 
     def _apply_segments(self, app: str, parts: list, body: bytes | None) -> tuple[int, str, str]:
         """POST .../segments {"definitions": {name: definition, or null to delete}}: the
@@ -219,6 +328,27 @@ def _int(query: dict, key: str) -> int | None:
         raise ApiError(400, f"parameter {key!r}: expected a whole number, got {text!r}") from None
 
 
+def _scalar(client, database: str, name: str, params: dict):
+    return client.query(warehouse.query_template(name, database), parameters=params).result_rows[0][0]
+
+
+def _definition(body: dict) -> dict:
+    """The body's "definition" object, or its "definition_yaml" text (as in tracktor.yaml) read as one."""
+    if "definition_yaml" in body:
+        text = body["definition_yaml"]
+        if not isinstance(text, str):
+            raise ApiError(400, "'definition_yaml' must be a string")
+        try:
+            definition = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ApiError(400, f"'definition_yaml' is not YAML: {str(e)[:300]}") from None
+    else:
+        definition = body.get("definition")
+    if not isinstance(definition, dict):
+        raise ApiError(400, "the body needs a 'definition' object (or 'definition_yaml', a YAML mapping)")
+    return definition
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -249,6 +379,12 @@ def _handler(api: Api):
         def do_DELETE(self):
             self._serve("DELETE", None)
 
+        def _not_allowed(self):
+            self._send(405, "application/json", json.dumps({"error": f"method {self.command} is not allowed: "
+                                                                       "GET, POST or DELETE"}))
+
+        do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
         def do_POST(self):
             length = self.headers.get("Content-Length")
             if length is None:
@@ -274,6 +410,8 @@ def _handler(api: Api):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+            for header, value in pages.HEADERS.items():
+                self.send_header(header, value)
             self.end_headers()
             self.wfile.write(data)
 

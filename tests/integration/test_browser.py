@@ -3,12 +3,9 @@ Selenium): a page on its own origin embeds the seed's snippet, unchanged but for
 script host; the calls must arrive on the real broker through the real collector."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +15,6 @@ from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import free_port
 
 pytestmark = pytest.mark.integration
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SID = "browser-app"
 
 # The seed's snippet, word for word but for the script host (and the token).
@@ -43,27 +39,6 @@ tio.setProperties({plan: 'gold'});
 tio.track('Queued before load', {n: 2});
 </script></head>
 <body><button id="buy">Buy</button><a class="nav" href="#x">elsewhere</a></body></html>"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (bin/tracktor test installs them when run as root)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="tracktor-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def test_kafka_start_status_stop_leaves_no_process(tmp_path):
         stack.stop_embedded(cfg)
 
 
-@pytest.mark.cluster
+@pytest.mark.faults
 def test_kafka_start_brokers_3_runs_a_replicated_cluster_restarts_a_dead_node_and_stops_every_node(tmp_path):
     from confluent_kafka.admin import AdminClient
 

@@ -25,7 +25,7 @@ from tracktor.dev.envelopes import to_call
 from tracktor.dev.kafka_local import LocalKafka
 from tracktor.topics import ensure_topics
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]  # its own broker, killed: the second tier
+pytestmark = [pytest.mark.integration, pytest.mark.faults]  # its own broker, killed: the second tier
 JOBS = ("identity_merge", "metric_rollup")
 OUTAGE_S = 8
 FEED_S = 20

@@ -39,7 +39,7 @@ from tracktor.flink import status
 from tracktor.flink.status import running_file
 from tracktor.topics import ensure_topics, lag
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]  # jobs SIGKILLed and restarted: the second tier
 
 ORDERED = ("events", "identities", "profiles")          # identity_merge's: per key in order
 UNORDERED = ("derived", "segments", "dead_letter")     # the per-person jobs' outputs: as multisets

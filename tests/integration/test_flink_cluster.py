@@ -20,7 +20,7 @@ from tracktor.dev.flink_cluster import LocalFlinkCluster, cluster_dir, stop_back
 from tracktor.dev import loader
 from tracktor.topics import ensure_topics, lag
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 JOB = "identity_merge"
 
 

@@ -16,7 +16,7 @@ from tracktor.collector.server import Collector
 from tracktor.dev.kafka_local import LocalKafkaCluster
 from tracktor.topics import ensure_topics
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 LOAD_S = 32          # calls arrive over this long
 KILL_AT_S = 6        # when a node is killed
 DOWN_S = 16          # how long it stays down

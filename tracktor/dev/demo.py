@@ -52,7 +52,8 @@ def _shown(path) -> str:
         return str(path)
 
 
-def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
+def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> Config:
+    """Runs the demo and returns the configuration of its data (.data/demo/tracktor.yaml)."""
     import jobs
     from tracktor.flink import runner
 
@@ -124,4 +125,6 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> int:
                     "report segment big_spenders --app demo-shop --range last-7-days",
                     "serve"):
         print(f"  bin/tracktor --config {shown} {command}")
-    return 0
+    print(f"The last one serves the dashboard at http://{cfg.api.host}:{cfg.api.port}/ (`bin/tracktor demo --serve` "
+          f"does at the end of the demo): sign in with an app's sid and its read_token from {_shown(cfg.path)}.")
+    return cfg

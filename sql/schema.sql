@@ -301,6 +301,16 @@ FROM
     FROM tracktor.persons
     FINAL
     WHERE (app = {app:String}) AND (merged_into IS NULL)
+    UNION ALL
+    SELECT DISTINCT
+        distinct_id AS person,
+        distinct_id AS id
+    FROM tracktor.events
+    WHERE (app = {app:String}) AND (distinct_id NOT IN (
+        SELECT distinct_id
+        FROM tracktor.identities
+        WHERE app = {app:String}
+    ))
 )
 GROUP BY person;
 

@@ -207,6 +207,8 @@ def test_the_dashboard_has_every_metric_and_funnel_with_the_numbers_of_their_own
         assert {k: v for k, v in m.items() if k != "saved"} == alone
     assert board["funnels"][0]["steps"] == call(api, f"/api/v1/apps/demo-video/funnels/video_journey?{DAY}")[1]
     assert [s["people"] for s in board["funnels"][0]["steps"]] == [2, 1, 0, 0]
+    listing = call(api, "/api/v1/apps/demo-video")[1]
+    assert listing["windows"] == {n: f.window_seconds for n, f in api.cfg.apps["demo-video"].funnels.items()}
     assert {s["name"]: s["count"] for s in board["segments"]}["premium"] == 1
 
 
@@ -222,6 +224,9 @@ def test_people_are_found_by_an_old_anonymous_id_a_part_of_their_email_or_a_prop
     assert found("nobody") == ([], 0)
     assert found("") == (["u1", "u2"], 2)
     assert found("", limit=1, offset=1) == (["u2"], 2)
+    assert found("", limit=1, offset=5) == ([], 2)   # past the last page: still the number of matches
+    status, res = call(api, "/api/v1/apps/demo-shop/people?q=", app="demo-shop")
+    assert status == 200 and [p["person"] for p in res["people"]] == ["s1"]  # only ever seen in an event
     status, res = call(api, "/api/v1/apps/demo-video/people?q=" + "x" * 201)
     assert status == 400 and "200" in res["error"]
 
@@ -235,6 +240,10 @@ def test_a_person_page_from_any_of_their_ids(api):
     assert [s for s, _ in page["segments"]] == ["premium"]
     status, err = call(api, "/api/v1/apps/demo-video/people/never-seen")
     assert status == 404 and "never-seen" in err["error"]
+    assert call(api, "/api/v1/apps/demo-video/people?id=a-1")[1]["person"] == "u1"   # ids a path cannot carry
+    assert call(api, "/api/v1/apps/demo-video/people?id=..")[0] == 404
+    status, page = call(api, "/api/v1/apps/demo-shop/people/s1", app="demo-shop")
+    assert status == 200 and page["ids"] == ["s1"] and page["properties"] == {} and page["updated"] is None
     assert call(api, "/api/v1/apps/demo-shop/people/u1", app="demo-shop")[0] == 404  # another app's person
 
 
@@ -290,3 +299,67 @@ def test_the_dashboard_page_and_its_files_carry_a_strict_content_security_policy
         assert call(api, path, token="")[0] == 404
     js = (Path(pages.STATIC) / "dashboard.js").read_text()
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js  # data only ever as text
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("text, words", [
+    ("steps: [&e A, *e]", "aliases"),
+    ("steps: [A, B]\n" + BOMB, "aliases"),
+    ("[" * 3000 + "]" * 3000, "nests too deeply"),
+    ("steps: [A, {event: B, where: [{property: p, op: eq, value: 2024-01-01}]}]", "JSON values only"),
+    ("steps: [A, {event: B, where: [{property: p, op: eq, value: !!binary aGk=}]}]", "JSON values only"),
+    ("steps: [A, {event: B, where: [{property: p, op: eq, value: .inf}]}]", "finite"),
+    ("steps: [A, {event: B, where: [{property: p, op: eq, value: {1: x}}]}]", "keys are strings"),
+    ("steps: [A, {event: B, where: [{property: p, op: eq, value: " + "[" * 40 + "]" * 40 + "}]}]", "nests at most 32"),
+    ("- not\n- a mapping", "a YAML mapping"),
+])
+def test_a_definition_the_api_would_not_take_is_a_400_naming_why(api, text, words):
+    status, err = call(api, "/api/v1/apps/demo-video/funnels?range=today", body={"definition_yaml": text})
+    assert status == 400 and words in err["error"], err
+    status, err = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=api.cfg.apps["demo-video"].admin_token,
+                       body={"kind": "funnel", "name": "x", "definition_yaml": text})
+    assert status == 400 and words in err["error"], err
+
+
+@pytest.mark.parametrize("path, status, words", [
+    ("/api/v1/apps/demo-video/metrics/site_visitors?from=9999-12-31&to=9999-12-31", 400, "within 1970-01-01..2200-12-31"),
+    ("/api/v1/apps/demo-video/dashboard?from=0001-01-01&to=0001-01-02", 400, "within"),
+    ("/api/v1/apps/demo-video/segments?from=1969-12-31&to=1970-01-01", 400, "within"),
+    ("/api/v1/apps/demo-video/people?limit=0", 400, "limit"),
+    ("/api/v1/apps/demo-video/funnels/video_journey?range=today&step=1&limit=0", 400, "limit"),
+    ("/api/v1/apps/demo-video/people?id=" + "x" * 300, 400, "1..256"),
+])
+def test_bad_dashboard_questions_get_the_reason(api, path, status, words):
+    got, err = call(api, path)
+    assert got == status and words in err["error"], err
+
+
+def test_saved_definitions_refuse_odd_names_and_deleting_what_is_not_there(api):
+    admin = api.cfg.apps["demo-video"].admin_token
+    for name in (".", "..", "bell\x07", "rtl\u202eoverride", "x" * 101, ""):
+        status, err = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=admin,
+                           body={"kind": "metric", "name": name, "definition": {"type": "people_did_event", "event": "x"}})
+        assert status == 400 and "printable" in err["error"], (name, err)
+    status, err = send(api, "POST", "/api/v1/apps/demo-video/definitions", token=admin,
+                       body={"kind": "metric", "name": "never-saved", "definition": None})
+    assert status == 404 and "no saved metric" in err["error"]
+
+
+def test_methods_and_bodies_the_api_does_not_take(api):
+    import socket
+    assert send(api, "DELETE", "/api/v1/apps/demo-video/metrics/site_visitors", token=api.tokens["demo-video"])[0] == 405
+    host, port = api.server.server_address[:2]
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = sock.recv(65536).decode()
+    assert head.startswith("HTTP/1.1 405") and "Allow: GET, POST, DELETE" in head and head.endswith("\r\n\r\n")
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"POST /api/v1/apps/demo-video/metrics HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection: the body it announced is not read
+            answer += chunk
+        answer = answer.decode()
+    assert answer.startswith("HTTP/1.1 400") and "Content-Length is not a number" in answer

@@ -1,7 +1,8 @@
 -- The dashboard's People pages and saved definitions.
 
 -- Every person of an app after identity merges with all their distinct ids (their own
--- included): those the identities map to them, and those with a profile of their own.
+-- included): those the identities map to them, those with a profile of their own, and the
+-- ids only seen in events (a visitor who never identified nor set a property is a person too).
 CREATE VIEW IF NOT EXISTS {database}.people_ids AS
 SELECT person, arraySort(arrayDistinct(arrayPushBack(groupArray(id), person))) AS ids
 FROM
@@ -10,6 +11,10 @@ FROM
     UNION ALL
     SELECT person_id AS person, person_id AS id FROM {database}.persons FINAL
     WHERE app = {app:String} AND merged_into IS NULL
+    UNION ALL
+    SELECT DISTINCT distinct_id AS person, distinct_id AS id FROM {database}.events
+    WHERE app = {app:String}
+      AND distinct_id NOT IN (SELECT distinct_id FROM {database}.identities WHERE app = {app:String})
 )
 GROUP BY person;
 

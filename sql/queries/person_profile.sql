@@ -1,5 +1,5 @@
 -- One person, asked for by any of their ids: the person it resolves to after merges, all
--- their distinct ids and their profile (no row: the app never saw the id).
+-- their distinct ids and their profile (no row: no identity, profile or event has the id).
 SELECT r.person AS person, ids.ids, if(p.properties = '', '{}', p.properties) AS properties, p.ts AS updated
 FROM
 (

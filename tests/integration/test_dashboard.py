@@ -84,7 +84,12 @@ def cli(cfg, *args) -> dict | list:
 
 
 def wait(driver, what, check, seconds=30):
-    return WebDriverWait(driver, seconds, poll_frequency=0.2).until(lambda d: check(d), message=what)
+    """check(driver)'s first true value within `seconds`; else a failure showing what the page shows."""
+    try:
+        return WebDriverWait(driver, seconds, poll_frequency=0.2).until(lambda d: check(d))
+    except TimeoutException:
+        raise AssertionError(f"no {what} in {seconds} s at {driver.current_url}; the page shows:\n"
+                             + driver.execute_script("return document.body.innerText")[:2000]) from None
 
 
 def sign_in(driver, pipeline, app=APP, token=None):
@@ -96,15 +101,13 @@ def sign_in(driver, pipeline, app=APP, token=None):
     driver.find_element(By.ID, "signin-app").send_keys(app)
     driver.find_element(By.ID, "signin-token").send_keys(token or pipeline.cfg.apps[app].read_token)
     driver.find_element(By.ID, "signin-submit").click()
+    if token is None:  # signed in: the page has gone on to the app's dashboard
+        wait(driver, "the signed-in dashboard", lambda d: d.find_elements(By.CSS_SELECTOR, "#metrics .metric"))
 
 
 def open_page(driver, pipeline, route, ready):
     driver.get(f"{pipeline.api.address}/#/{route}")
-    try:
-        return wait(driver, f"#/{route} to show {ready}", lambda d: d.find_elements(By.CSS_SELECTOR, ready))
-    except TimeoutException:
-        raise AssertionError(f"#/{route} did not show {ready}; it shows:\n"
-                             + driver.execute_script("return document.body.innerText")[:2000]) from None
+    return wait(driver, f"{ready} on #/{route}", lambda d: d.find_elements(By.CSS_SELECTOR, ready))
 
 
 def texts(driver, css: str) -> list[str]:
@@ -189,7 +192,9 @@ def test_a_call_sent_through_the_collector_appears_on_the_dashboard_without_a_re
 def test_a_funnel_step_click_lists_the_people_the_cli_lists(browser, pipeline):
     sign_in(browser, pipeline)
     name = next(iter(pipeline.cfg.apps[APP].funnels))
-    open_page(browser, pipeline, f"{APP}/funnels/{name}?range=last-7-days", '.steps .step[data-step="2"]')
+    open_page(browser, pipeline, f"{APP}/funnels/{name}?range=last-7-days", "#funnel-window")  # (the dashboard has steps too)
+    window = pipeline.cfg.apps[APP].funnels[name].window_seconds
+    assert texts(browser, "#funnel-window")[0].startswith("Window: " + ("each person's steps within" if window else "the whole"))
     click(browser, '.steps .step[data-step="2"]')
 
     def listed(d):
@@ -230,21 +235,33 @@ def test_a_person_search_finds_a_merged_person_by_an_old_anonymous_id(browser, p
 
 
 def test_values_from_the_data_are_shown_as_text_never_run(browser, pipeline):
-    sign_in(browser, pipeline)
-    open_page(browser, pipeline, f"{APP}/people/hostile", "tr.event-row")
-    page = texts(browser, "main")[0]
-    assert HOSTILE in page and f"Clicked {HOSTILE}" in page
-    assert browser.execute_script("return window.__xss") is None
-    assert not browser.find_elements(By.CSS_SELECTOR, "main img")
+    from tracktor.analytics import saved
+    db, app = pipeline.cfg.clickhouse.database, pipeline.cfg.apps[APP]
+    saved.save(pipeline.api.warehouse(), db, app, "metric", HOSTILE, {"type": "people_did_event", "event": "Site visit"})
+    try:
+        sign_in(browser, pipeline)
+        for route, ready, shown in ((f"{APP}/people/hostile", "tr.event-row", f"Clicked {HOSTILE}"),   # event name, data
+                                    (f"{APP}/people?q=hostile", "tr.person-row", json.dumps(HOSTILE)), # a property
+                                    (APP, "#metrics .metric", HOSTILE)):                               # a metric's name
+            open_page(browser, pipeline, route, ready)
+            assert shown in texts(browser, "main")[0], route
+            assert browser.execute_script("return window.__xss") is None, route
+            assert not browser.find_elements(By.CSS_SELECTOR, "main img"), route
+    finally:
+        saved.save(pipeline.api.warehouse(), db, app, "metric", HOSTILE, None)
 
 
 def test_another_apps_token_sees_nothing_of_this_app(browser, pipeline):
     sign_in(browser, pipeline, APP, token=pipeline.cfg.apps["demo-shop"].read_token)
     wait(browser, "the refusal", lambda d: "wrong read token" in " ".join(visible_errors(d)))
-    for route in ("", "/people", "/segments", f"/metrics/{next(iter(pipeline.cfg.apps[APP].metrics))}"):
-        browser.get(f"{pipeline.api.address}/#/{APP}{route}")
-        wait(browser, "the sign-in form", lambda d: d.find_elements(By.ID, "signin-token"))
-        assert not browser.find_elements(By.CSS_SELECTOR, ".metric, .person-row, .segment-row, #stat-people")
+    for n, route in enumerate(("", "/people", "/segments", f"/metrics/{next(iter(pipeline.cfg.apps[APP].metrics))}",
+                               "/people/hostile")):
+        # the shop's token where the page keeps this app's: the API refuses it, the page shows nothing of the app
+        browser.execute_script(f"sessionStorage.setItem('tracktor-read-token:{APP}', arguments[0])",
+                               pipeline.cfg.apps["demo-shop"].read_token)
+        browser.get(f"{pipeline.api.address}/?load={n}#/{APP}{route}")  # a page loaded afresh with that token
+        wait(browser, "the sign-in form saying why", lambda d: "wrong read token" in " ".join(visible_errors(d)))
+        assert not browser.find_elements(By.CSS_SELECTOR, ".metric, .person-row, .segment-row, #stat-people, .event-row")
     # the shop's own token, signed in as the shop, sees the shop's funnels and not the video app's
     sign_in(browser, pipeline, "demo-shop")
     wait(browser, "the shop's dashboard", lambda d: d.find_elements(By.CSS_SELECTOR, "#funnels .funnel"))
@@ -291,7 +308,7 @@ PAGES = {
     "people": (f"{APP}/people", "tr.person-row"),
     "person": (f"{APP}/people/{{person}}", "tr.event-row"),
     "segments": (f"{APP}/segments", "tr.segment-row"),
-    "segment": (f"{APP}/segments/{{segment}}", "svg.daily"),
+    "segment": (f"{APP}/segments/{{segment}}", "#segment-members"),
     "define": (f"{APP}/define", "#define-yaml"),
 }
 

@@ -13,6 +13,7 @@ JSON (or a metric's or funnel's chart as HTML), and the single-page dashboard th
   GET  /api/v1/apps/{app}/segments/{name}        members per day, and the members (id, email, properties)
   GET  /api/v1/apps/{app}/people                 ?q=ID, part of an email, or key=value; ?limit=&offset=
   GET  /api/v1/apps/{app}/people/{id}            the person (any of their ids): ids, properties, segments, events
+                                                 (also .../people?id=ID, for ids a path cannot carry)
   POST /api/v1/apps/{app}/segments               {"definitions": {name: definition or null}}: change segments live
   POST /api/v1/apps/{app}/definitions            {"kind": "funnel"|"metric", "name", "definition"|"definition_yaml"}:
                                                  save to the app's definitions (null definition: delete)
@@ -37,6 +38,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -49,7 +51,8 @@ import yaml
 
 from tracktor import warehouse
 from tracktor.analytics import pages, people, queries as analytics, report, saved
-from tracktor.config import Config, funnel_from, metric_from
+from tracktor.config import Config
+from udfs.limits import MAX_ID_LENGTH
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -141,6 +144,8 @@ class Api:
             return self._segments(app, query)
         if len(rest) not in (1, 2) or what not in ("funnels", "metrics", "segments"):
             raise ApiError(404, f"no such resource {path[:200]}")
+        if method == "DELETE":
+            raise ApiError(405, f"DELETE is for .../people/{{id}}; {what} are read with GET")
         kind = what[:-1]
         name, definition = (rest[1] if len(rest) == 2 else None), None
         if method == "POST":
@@ -156,8 +161,8 @@ class Api:
         with self._answering():
             q = report.ask(self.cfg, app, kind, name, definition, _one(query, "range", "last-7-days"),
                            _day(query, "from"), _day(query, "to"), _int(query, "step"),
-                           _one(query, "dropped", "false") == "true", _int(query, "limit") or 100,
-                           _int(query, "offset") or 0, saved=self._saved(app) if name and not definition else None)
+                           _one(query, "dropped", "false") == "true", _int(query, "limit", 100),
+                           _int(query, "offset", 0), saved=self._saved(app) if name and not definition else None)
             self._check_range(q.first, q.last)
             text = report.render(q, report.answer(self.warehouse(), self.database, q, settings=self.settings), fmt)
         return 200, ("text/html; charset=utf-8" if fmt == "html" else "application/json"), text
@@ -195,10 +200,12 @@ class Api:
 
     def _app(self, app: str) -> tuple[int, str, str]:
         a, kept = self.apps[app], self._saved(app)
+        both = saved.merged(a, kept)
         return 200, "application/json", json.dumps({
             "app": app, "name": a.name,
-            "funnels": {**{n: d.get("steps") for n, d in kept["funnel"].items()}, **{n: list(f.events) for n, f in a.funnels.items()}},
-            "metrics": {**kept["metric"], **{n: m.model_dump(exclude={"name"}, exclude_none=True) for n, m in a.metrics.items()}},
+            "funnels": {f.name: list(f.events) for f in both["funnel"]},
+            "windows": {f.name: f.window_seconds for f in both["funnel"]},   # seconds, null: the whole range
+            "metrics": {m.name: m.model_dump(exclude={"name"}, exclude_none=True) for m in both["metric"]},
             "saved": {kind: sorted(names) for kind, names in kept.items()},
             "segments": a.segments}, default=str)
 
@@ -208,8 +215,8 @@ class Api:
         first, last = self._range(query)
         client = report.with_settings(self.warehouse(), self.settings)
         kept, a = saved.load(client, self.database, app), self.apps[app]
-        metrics = [*a.metrics.values(), *(metric_from(n, d) for n, d in kept["metric"].items() if n not in a.metrics)]
-        funnels = [*a.funnels.values(), *(funnel_from(n, d) for n, d in kept["funnel"].items() if n not in a.funnels)]
+        both = saved.merged(a, kept)
+        metrics, funnels = both["metric"], both["funnel"]
         segments = analytics.segment_names(client, self.database, app, a.segments)
         return 200, "application/json", json.dumps({
             "app": app, "name": a.name, "first": first, "last": last,
@@ -234,12 +241,16 @@ class Api:
         if method != "GET" or len(rest) > 2:
             raise ApiError(405 if len(rest) <= 2 else 404, "GET .../people[?q=…] or .../people/{id}")
         client = report.with_settings(self.warehouse(), self.settings)
-        if len(rest) == 2:
-            page = people.person(client, self.database, app, rest[1])
+        # one person: .../people/{id}, or .../people?id= for any id (a path cannot carry "." or "..")
+        one = rest[1] if len(rest) == 2 else _one(query, "id")
+        if one is not None:
+            if not one or len(one) > MAX_ID_LENGTH:
+                raise ApiError(400, f"an id is 1..{MAX_ID_LENGTH} characters")
+            page = people.person(client, self.database, app, one)
             if page is None:
-                raise ApiError(404, f"app {app} has no person with the id {rest[1][:200]!r}")
+                raise ApiError(404, f"app {app} has no person with the id {one[:200]!r}")
             return 200, "application/json", json.dumps(asdict(page), default=str)
-        limit, offset = _int(query, "limit") or 25, _int(query, "offset") or 0
+        limit, offset = _int(query, "limit", 25), _int(query, "offset", 0)
         if not 1 <= limit <= 1000 or not 0 <= offset <= 1_000_000:
             raise ApiError(400, "limit must be 1..1000 and offset 0..1000000")
         with self._answering():
@@ -320,16 +331,52 @@ def _day(query: dict, key: str) -> date | None:
         raise ApiError(400, f"parameter {key!r}: expected YYYY-MM-DD, got {text!r}") from None
 
 
-def _int(query: dict, key: str) -> int | None:
+def _int(query: dict, key: str, default: int | None = None) -> int | None:
     text = _one(query, key)
     try:
-        return int(text) if text else None
+        return int(text) if text else default
     except ValueError:
         raise ApiError(400, f"parameter {key!r}: expected a whole number, got {text!r}") from None
 
 
 def _scalar(client, database: str, name: str, params: dict):
     return client.query(warehouse.query_template(name, database), parameters=params).result_rows[0][0]
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to
+    gigabytes once the definition is written out as JSON ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not taken here",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+MAX_DEFINITION_DEPTH, MAX_DEFINITION_VALUES = 32, 10_000
+
+
+def _plain(value, depth: int = 0, budget: list | None = None) -> None:
+    """Raises ApiError unless `value` is JSON data (objects with string keys, arrays, strings,
+    whole or finite numbers, booleans, null) within the depth and size limits."""
+    budget = budget if budget is not None else [MAX_DEFINITION_VALUES]
+    budget[0] -= 1
+    if depth > MAX_DEFINITION_DEPTH or budget[0] < 0:
+        raise ApiError(400, f"a definition nests at most {MAX_DEFINITION_DEPTH} levels and has at most "
+                            f"{MAX_DEFINITION_VALUES} values")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ApiError(400, f"a definition's keys are strings, got {k!r}"[:200])
+            _plain(v, depth + 1, budget)
+    elif isinstance(value, list):
+        for v in value:
+            _plain(v, depth + 1, budget)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ApiError(400, f"a definition's numbers are finite, got {value}")
+    elif not (value is None or isinstance(value, (str, int, float, bool))):
+        raise ApiError(400, f"a definition holds JSON values only, got a {type(value).__name__}: {str(value)[:100]!r}")
 
 
 def _definition(body: dict) -> dict:
@@ -339,13 +386,16 @@ def _definition(body: dict) -> dict:
         if not isinstance(text, str):
             raise ApiError(400, "'definition_yaml' must be a string")
         try:
-            definition = yaml.safe_load(text)
+            definition = yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as e:
-            raise ApiError(400, f"'definition_yaml' is not YAML: {str(e)[:300]}") from None
+            raise ApiError(400, f"'definition_yaml' is not YAML we take: {str(e)[:300]}") from None
+        except RecursionError:
+            raise ApiError(400, "'definition_yaml' nests too deeply") from None
     else:
         definition = body.get("definition")
     if not isinstance(definition, dict):
         raise ApiError(400, "the body needs a 'definition' object (or 'definition_yaml', a YAML mapping)")
+    _plain(definition)
     return definition
 
 
@@ -380,6 +430,7 @@ def _handler(api: Api):
             self._serve("DELETE", None)
 
         def _not_allowed(self):
+            self.close_connection = True  # a body it may have sent is not read
             self._send(405, "application/json", json.dumps({"error": f"method {self.command} is not allowed: "
                                                                        "GET, POST or DELETE"}))
 
@@ -387,9 +438,12 @@ def _handler(api: Api):
 
         def do_POST(self):
             length = self.headers.get("Content-Length")
-            if length is None:
-                return self._send(411, "application/json", json.dumps({"error": "Content-Length required"}))
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            if length is None or not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                self.close_connection = True  # its body, if any, is not read
+                if length is None:
+                    return self._send(411, "application/json", json.dumps({"error": "Content-Length required"}))
+                if not length.isdigit():
+                    return self._send(400, "application/json", json.dumps({"error": "Content-Length is not a number"}))
                 return self._send(413, "application/json", json.dumps({"error": f"body over {MAX_BODY_BYTES} bytes"}))
             self._serve("POST", self.rfile.read(int(length)))
 
@@ -410,9 +464,12 @@ def _handler(api: Api):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+            if status == 405:
+                self.send_header("Allow", "GET, POST, DELETE")
             for header, value in pages.HEADERS.items():
                 self.send_header(header, value)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
     return Handler

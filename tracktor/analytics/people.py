@@ -59,10 +59,13 @@ def parse_search(text: str) -> tuple[str, str, str]:
 
 def search(client, database: str, app: str, text: str = "", limit: int = 25, offset: int = 0) -> SearchResult:
     q, key, value = parse_search(text)
-    rows = client.query(query_template("people_search", database), parameters={
-        "app": app, "q": q, "key": key, "value": value, "limit": limit, "offset": offset}).result_rows
+    def page(limit: int, offset: int) -> list:
+        return client.query(query_template("people_search", database), parameters={
+            "app": app, "q": q, "key": key, "value": value, "limit": limit, "offset": offset}).result_rows
+    rows = page(limit, offset)
+    counted = rows or (offset and page(1, 0))  # past the last page: the number of matches all the same
     return SearchResult([PersonSummary(p, list(ids), email, json.loads(props)) for p, ids, email, props, _ in rows],
-                        rows[0][4] if rows else 0)
+                        counted[0][4] if counted else 0)
 
 
 def person(client, database: str, app: str, distinct_id: str) -> PersonPage | None:
@@ -76,6 +79,6 @@ def person(client, database: str, app: str, distinct_id: str) -> PersonPage | No
                             parameters={"app": app, "person": who}).result_rows
     events = client.query(query_template("person_recent_events", database), parameters={
         "app": app, "ids": list(ids), "limit": RECENT_EVENTS}).result_rows
-    return PersonPage(who, list(ids), json.loads(props), updated if props != "{}" else None,
+    return PersonPage(who, list(ids), json.loads(props), updated if updated and updated.year > 1970 else None,
                       [(s, since) for s, since in segments],
                       [PersonEvent(ts, e, k, d, json.loads(data or "{}")) for ts, e, k, d, data in events])

@@ -9,6 +9,7 @@ from tracktor.warehouse import query_template
 from udfs.rollup import json_text
 
 PREDEFINED_RANGES = {"today": 1, "last-7-days": 7, "last-30-days": 30, "last-90-days": 90}
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2200, 12, 31)   # the days a range may cover (DateTime64's span, with room)
 
 
 def date_range(name: str | None = None, start: date | None = None, end: date | None = None,
@@ -17,6 +18,8 @@ def date_range(name: str | None = None, start: date | None = None, end: date | N
     if start and end:
         if end < start:
             raise ValueError(f"the range ends ({end}) before it starts ({start})")
+        if start < FIRST_DAY or end > LAST_DAY:
+            raise ValueError(f"a range lies within {FIRST_DAY}..{LAST_DAY}, got {start}..{end}")
         return start, end
     today = today or datetime.now(timezone.utc).date()
     if name not in PREDEFINED_RANGES:

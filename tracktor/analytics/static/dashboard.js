@@ -15,7 +15,7 @@ const PAGE = 25;           // rows per page of the people lists
 const RANGES = [["today", "Today"], ["last-7-days", "Last 7 days"], ["last-30-days", "Last 30 days"],
                 ["last-90-days", "Last 90 days"], ["custom", "Custom…"]];
 const SVGNS = "http://www.w3.org/2000/svg";
-let poller = null;         // the current page's refresh timer
+let poller = null;         // the current page's next refresh
 let shown = null;          // the JSON the current page last drew (to redraw only on a change)
 let generation = 0;        // which render is current: an answer for an earlier address is dropped
 
@@ -49,7 +49,8 @@ const when = text => String(text).replace(/\.\d+/, "").replace(/\+00:00$/, " UTC
 // -- the address -----------------------------------------------------------------------------
 function route() {
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try { parts = path.split("/").filter(Boolean).map(decodeURIComponent); } catch (e) { parts = [null]; }  // a bad %
   return {parts, params: new URLSearchParams(query || "")};
 }
 function link(parts, params) {
@@ -84,7 +85,7 @@ async function api(app, path, params, options) {
                            {method: method || "GET", headers, body});
   let data = null;
   try { data = await resp.json(); } catch (e) { data = {error: resp.status + " " + resp.statusText}; }
-  if ((resp.status === 401 || resp.status === 403) && !other) {
+  if ((resp.status === 401 || resp.status === 403) && other === undefined) {
     sessionStorage.removeItem(tokenKey(app));
     throw new SignInNeeded(data.error || "the token was refused");
   }
@@ -193,7 +194,7 @@ const personLink = (app, id, params) => h("a", {href: link([app, "people", id], 
 function signIn(app, message) {
   drawNav(null); drawRange(null, false);
   const appInput = h("input", {id: "signin-app", name: "app", value: app || "", required: true, autocomplete: "username"});
-  const token = h("input", {id: "signin-token", name: "token", type: "password", required: true, autocomplete: "current-password"});
+  const token = h("input", {id: "signin-token", name: "token", type: "password", required: true, autocomplete: "off"});
   const error = h("p", {class: "error", hidden: !message}, message || "");
   const form = h("form", {class: "panel signin", id: "signin"},
     h("h1", {}, "Sign in"), h("p", {class: "note"}, "Each app's analytics are read with its read token (apps[].read_token in tracktor.yaml)."),
@@ -270,8 +271,20 @@ function funnelView(app, params, steps, title, drill) {
 }
 
 async function funnelPage(app, params, name) {
-  const steps = await api(app, "/funnels/" + encodeURIComponent(name), rangeQuery(params));
-  return funnelView(app, params, steps, `Funnel ${name}`, true);
+  const [steps, about] = await Promise.all([api(app, "/funnels/" + encodeURIComponent(name), rangeQuery(params)),
+                                            api(app, "", null)]);
+  const window = about.windows[name];
+  const nodes = funnelView(app, params, steps, `Funnel ${name}`, true);
+  nodes[0].append(h("p", {class: "note", id: "funnel-window"}, window ?
+    `Window: each person's steps within ${duration(window)} of their first step.` : "Window: the whole range."));
+  return nodes;
+}
+
+function duration(seconds) {
+  for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
+    if (seconds >= size && seconds % size === 0) return `${seconds / size} ${unit}${seconds === size ? "" : "s"}`;
+  }
+  return `${numbers.format(seconds)} seconds`;
 }
 
 async function fillDrill(app, params, name, current) {   // the people of a step, after each redraw of the funnel
@@ -321,7 +334,7 @@ async function peoplePage(app, params) {
 }
 
 async function personPage(app, params, id) {
-  const p = await api(app, "/people/" + encodeURIComponent(id), null);
+  const p = await api(app, "/people", new URLSearchParams({id}));  // as a parameter: an id may be "." or ".."
   return [h("h1", {}, `Person ${p.person}`),
     p.person !== id ? h("p", {class: "note", id: "merged-from"}, `${id} is one of this person's ids (merged).`) : null,
     h("div", {class: "grid"},
@@ -353,7 +366,7 @@ async function segmentPage(app, params, name) {
   const sg = await api(app, "/segments/" + encodeURIComponent(name), withParams(rangeQuery(params), {limit: 100}));
   return [header(`Segment ${name}: ${numbers.format(sg.count)} members now`),
     h("div", {class: "panel"}, h("h2", {}, "Members at the end of each day"), dailyBars(sg.days, null, "large")),
-    h("div", {class: "panel"}, h("h2", {}, sg.count > sg.members.length ? `The first ${sg.members.length} members by id` : "Members"),
+    h("div", {class: "panel", id: "segment-members"}, h("h2", {}, sg.count > sg.members.length ? `The first ${sg.members.length} members by id` : "Members"),
       sg.members.length ? table(["ID", "Email", "Since"], sg.members.map(m => h("tr", {},
         h("td", {class: "id"}, personLink(app, m.person, params)), h("td", {class: "id"}, m.email), h("td", {}, when(m.since))))) :
       h("p", {class: "note"}, "No members."))];
@@ -380,6 +393,7 @@ function definePage(app, params) {
   };
   const save = async () => {
     error.hidden = true;
+    if (!admin.value) return fail(new Error("Saving needs the app's admin token (apps[].admin_token)."));
     try {
       const body = JSON.stringify({kind: kind.value, name: name.value, definition_yaml: text.value});
       await api(app, "/definitions", null, {method: "POST", body, token: admin.value});
@@ -411,19 +425,20 @@ const PAGES = {
 function handle(e) {
   const {parts} = route();
   shown = null;  // the next successful poll draws the page again
+  if (e instanceof SignInNeeded) { clearTimeout(poller); poller = null; generation++; }  // no more polls of this page
   if (e instanceof SignInNeeded) return signIn(parts[0], e.message);
   main().replaceChildren(h("p", {class: "error", id: "page-error"}, e.message));
 }
 
 async function render() {
-  clearInterval(poller); poller = null; shown = null;
+  clearTimeout(poller); poller = null; shown = null;
   const mine = ++generation;
   const {parts, params} = route();
   if (!parts.length) return signIn("", "");
   const [app, what, name] = parts;
   const key = what === undefined ? "" : (name === undefined ? what : what + "/");
   const page = PAGES[key];
-  if (!page || parts.length > 3) return handle(new Error("No such page."));
+  if (!page || parts.length > 3 || parts.includes(null)) return handle(new Error("No such page."));
   drawNav(app, page.nav, params);
   drawRange(params, page.nav !== "people" && page.nav !== "define");
   const draw = async () => {
@@ -437,9 +452,19 @@ async function render() {
     }
     stamp();
   };
+  // the next poll is asked for only once this one is answered, and not while the tab is hidden
+  const again = () => {
+    if (mine !== generation) return;
+    poller = setTimeout(async () => {
+      if (!document.hidden) {
+        try { await draw(); } catch (e) { if (mine === generation) handle(e); }
+      }
+      again();
+    }, REFRESH_MS);
+  };
   try {
     await draw();
-    if (page.live && mine === generation) poller = setInterval(() => draw().catch(e => { if (mine === generation) handle(e); }), REFRESH_MS);
+    if (page.live) again();
   } catch (e) { if (mine === generation) handle(e); }
 }
 

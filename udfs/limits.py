@@ -22,14 +22,18 @@ MAX_HELD_RECORDS = 10_000     # records a per-person job holds for a person whil
 MAX_DEAD_LETTER_RECORD = 10_000  # characters of a rejected record kept on the dead-letter topic
 
 
-def check_json(value, what: str = "data", max_depth: int = MAX_DEPTH) -> None:
+def check_json(value, what: str = "data", max_depth: int = MAX_DEPTH, max_values: int | None = None) -> None:
     """ValueError naming the limit when `value` (parsed JSON) nests deeper than `max_depth`
-    or holds a number outside 64-bit integers or finite floats."""
-    stack = [(value, 1)]
+    or holds a number outside 64-bit integers or finite floats. With `max_values`, for data
+    a JSON parser did not make (YAML): also at most that many values, and string keys only."""
+    stack, values = [(value, 1)], 1
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
             children = node.values()
+            if max_values is not None and not all(isinstance(k, str) for k in node):
+                raise ValueError(f"{what} has a key that is not a string: "
+                                 f"{next(k for k in node if not isinstance(k, str))!r}"[:200])
         elif isinstance(node, list):
             children = node
         else:
@@ -37,6 +41,10 @@ def check_json(value, what: str = "data", max_depth: int = MAX_DEPTH) -> None:
             continue
         if depth > max_depth:
             raise ValueError(f"{what} nests deeper than {max_depth} levels")
+        if max_values is not None:
+            values += len(children)
+            if values > max_values:
+                raise ValueError(f"{what} holds more than {max_values} values")
         for child in children:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))

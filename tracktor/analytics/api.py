@@ -38,7 +38,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -52,7 +51,8 @@ import yaml
 from tracktor import warehouse
 from tracktor.analytics import pages, people, queries as analytics, report, saved
 from tracktor.config import Config
-from udfs.limits import MAX_ID_LENGTH
+from udfs.limits import MAX_ID_LENGTH, check_json
+from udfs.segment_rules import MAX_DEFINITION_DEPTH
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -188,10 +188,7 @@ class Api:
 
     def _range(self, query: dict) -> tuple[date, date]:
         with self._answering():
-            start, end = _day(query, "from"), _day(query, "to")
-            if (start is None) != (end is None):
-                raise ValueError("give both the first and the last day, or a range")
-            first, last = analytics.date_range(_one(query, "range", "last-7-days"), start, end)
+            first, last = analytics.date_range(_one(query, "range", "last-7-days"), _day(query, "from"), _day(query, "to"))
         self._check_range(first, last)
         return first, last
 
@@ -224,7 +221,7 @@ class Api:
                          "saved": m.name in kept["metric"] and m.name not in a.metrics} for m in metrics],
             "funnels": [{"name": f.name, "steps": [asdict(s) for s in analytics.funnel(client, self.database, app, f, first, last)],
                          "window_seconds": f.window_seconds} for f in funnels],
-            "segments": [{"name": n, "count": _scalar(client, self.database, "segment_count", {"app": app, "segment": n})}
+            "segments": [{"name": n, "count": analytics.segment_count(client, self.database, app, n)}
                          for n in segments]}, default=str)
 
     def _segments(self, app: str, query: dict) -> tuple[int, str, str]:
@@ -339,10 +336,6 @@ def _int(query: dict, key: str, default: int | None = None) -> int | None:
         raise ApiError(400, f"parameter {key!r}: expected a whole number, got {text!r}") from None
 
 
-def _scalar(client, database: str, name: str, params: dict):
-    return client.query(warehouse.query_template(name, database), parameters=params).result_rows[0][0]
-
-
 class _NoAliases(yaml.SafeLoader):
     """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to
     gigabytes once the definition is written out as JSON ("billion laughs")."""
@@ -354,29 +347,7 @@ class _NoAliases(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-MAX_DEFINITION_DEPTH, MAX_DEFINITION_VALUES = 32, 10_000
-
-
-def _plain(value, depth: int = 0, budget: list | None = None) -> None:
-    """Raises ApiError unless `value` is JSON data (objects with string keys, arrays, strings,
-    whole or finite numbers, booleans, null) within the depth and size limits."""
-    budget = budget if budget is not None else [MAX_DEFINITION_VALUES]
-    budget[0] -= 1
-    if depth > MAX_DEFINITION_DEPTH or budget[0] < 0:
-        raise ApiError(400, f"a definition nests at most {MAX_DEFINITION_DEPTH} levels and has at most "
-                            f"{MAX_DEFINITION_VALUES} values")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ApiError(400, f"a definition's keys are strings, got {k!r}"[:200])
-            _plain(v, depth + 1, budget)
-    elif isinstance(value, list):
-        for v in value:
-            _plain(v, depth + 1, budget)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ApiError(400, f"a definition's numbers are finite, got {value}")
-    elif not (value is None or isinstance(value, (str, int, float, bool))):
-        raise ApiError(400, f"a definition holds JSON values only, got a {type(value).__name__}: {str(value)[:100]!r}")
+MAX_DEFINITION_VALUES = 10_000  # values in one ad hoc or saved definition (its depth: segments' MAX_DEFINITION_DEPTH)
 
 
 def _definition(body: dict) -> dict:
@@ -395,7 +366,10 @@ def _definition(body: dict) -> dict:
         definition = body.get("definition")
     if not isinstance(definition, dict):
         raise ApiError(400, "the body needs a 'definition' object (or 'definition_yaml', a YAML mapping)")
-    _plain(definition)
+    try:
+        check_json(definition, "the definition", MAX_DEFINITION_DEPTH, MAX_DEFINITION_VALUES)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
     return definition
 
 

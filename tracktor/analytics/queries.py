@@ -15,6 +15,8 @@ FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2200, 12, 31)   # the days a range 
 def date_range(name: str | None = None, start: date | None = None, end: date | None = None,
                today: date | None = None) -> tuple[date, date]:
     """[first day, last day] of a predefined range ('last-7-days' ends today) or a custom one."""
+    if (start is None) != (end is None):
+        raise ValueError("give both the first and the last day, or a range")
     if start and end:
         if end < start:
             raise ValueError(f"the range ends ({end}) before it starts ({start})")
@@ -232,5 +234,9 @@ def segment(client, database: str, app: str, name: str, first: date, last: date,
             for i in range((last - first).days + 1)]
     members = [SegmentMember(p, e, json.loads(props or "{}"), since) for p, e, props, since in
                _rows(client, database, "segment_people", {"app": app, "segment": name, "limit": limit})]
-    count = _rows(client, database, "segment_count", {"app": app, "segment": name})[0][0]
-    return SegmentResult(name=name, days=days, members=members, count=count)
+    return SegmentResult(name=name, days=days, members=members, count=segment_count(client, database, app, name))
+
+
+def segment_count(client, database: str, app: str, name: str) -> int:
+    """How many members the segment has now."""
+    return _rows(client, database, "segment_count", {"app": app, "segment": name})[0][0]

@@ -63,17 +63,15 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
         if not name:
             raise ValueError("which segment?")
         definition = SegmentName(name)
-    elif definition is not None:
-        definition = (funnel_from if kind == "funnel" else metric_from)(name or "ad hoc", definition)
-    elif name in defined:
+    elif definition is None and name in defined:
         definition = defined[name]
-    elif name in (saved or {}).get(kind, {}):
-        definition = (funnel_from if kind == "funnel" else metric_from)(name, saved[kind][name])
     else:
-        known = [*defined, *(saved or {}).get(kind, {})]
-        raise NotFound(f"app {app} has no {kind} {name!r} (has: {', '.join(known) or 'none'})")
-    if (date_from is None) != (date_to is None):
-        raise ValueError("give both the first and the last day, or a range")
+        if definition is None:  # by name, among the saved ones
+            kept = (saved or {}).get(kind, {})
+            if name not in kept:
+                raise NotFound(f"app {app} has no {kind} {name!r} (has: {', '.join([*defined, *kept]) or 'none'})")
+            definition = kept[name]
+        definition = (funnel_from if kind == "funnel" else metric_from)(name or "ad hoc", definition)
     first, last = analytics.date_range(range_name, date_from, date_to)
     if step is not None:
         if kind != "funnel":

@@ -62,6 +62,10 @@ function rangeOf(params) {          // the range's part of the address, carried 
   for (const key of ["range", "from", "to"]) if (params.get(key)) kept.set(key, params.get(key));
   return kept;
 }
+function here(changes) {            // this page's address with some of its parameters changed
+  const {parts, params} = route();
+  return link(parts, withParams(params, changes));
+}
 function withParams(params, changes) {
   const next = new URLSearchParams(params);
   for (const [key, value] of Object.entries(changes)) {
@@ -120,10 +124,10 @@ function drawRange(params, wanted) {
   const showCustom = () => { for (const n of [from, to, apply]) n.hidden = select.value !== "custom"; };
   select.addEventListener("change", () => {
     showCustom();
-    if (select.value !== "custom") location.hash = link(route().parts, withParams(route().params, {range: select.value, from: null, to: null}));
+    if (select.value !== "custom") location.hash = here({range: select.value, from: null, to: null});
   });
   apply.addEventListener("click", () => {
-    if (from.value && to.value) location.hash = link(route().parts, withParams(route().params, {range: null, from: from.value, to: to.value}));
+    if (from.value && to.value) location.hash = here({range: null, from: from.value, to: to.value});
   });
   box.append(select, from, to, apply);
   showCustom();
@@ -261,7 +265,7 @@ async function metricPage(app, params, name) {
 
 function funnelView(app, params, steps, title, drill) {
   const chosen = Number(params.get("step")) || null;
-  const go = step => { location.hash = link(route().parts, withParams(route().params, {step, dropped: null, page: null})); };
+  const go = step => { location.hash = here({step, dropped: null, page: null}); };
   return [header(title), h("div", {class: "panel"}, funnelBars(steps, drill ? go : null, chosen, "large"),
     table(["Step", "People", "From previous", "From first"], steps.map((st, i) => h("tr", {},
       h("td", {}, `${i + 1}. ${st.event}`), h("td", {class: "num"}, numbers.format(st.people)),
@@ -294,23 +298,22 @@ async function fillDrill(app, params, name, current) {   // the people of a step
   const people = await api(app, "/funnels/" + encodeURIComponent(name), query);
   const box = document.getElementById("drill");
   if (!current() || !box) return;
-  const to = changes => link(route().parts, withParams(route().params, changes));
   box.replaceChildren(
     h("h2", {}, `Step ${step}: ${dropped ? "dropped after it" : "reached it"}`),
     h("div", {class: "buttons"},
-      h("a", {class: "button" + (dropped ? "" : " chosen"), id: "drill-reached", href: to({dropped: null, page: null})}, "Reached"),
-      h("a", {class: "button" + (dropped ? " chosen" : ""), id: "drill-dropped", href: to({dropped: "true", page: null})}, "Dropped after")),
+      h("a", {class: "button" + (dropped ? "" : " chosen"), id: "drill-reached", href: here({dropped: null, page: null})}, "Reached"),
+      h("a", {class: "button" + (dropped ? " chosen" : ""), id: "drill-dropped", href: here({dropped: "true", page: null})}, "Dropped after")),
     people.length ? table(["ID", "Email", "Last action", "When"], people.slice(0, PAGE).map(p => h("tr", {},
       h("td", {class: "id"}, personLink(app, p.person, params)), h("td", {class: "id"}, p.email),
       h("td", {}, p.last_action), h("td", {}, when(p.last_seen))))) : h("p", {class: "note"}, "Nobody."),
-    pager(page, people.length > PAGE, to));
+    pager(page, people.length > PAGE));
 }
 
-function pager(page, more, to, total) {
+function pager(page, more, total) {
   return h("div", {class: "pager"},
-    page > 0 ? h("a", {class: "button", href: to({page: page - 1 || null}), id: "page-previous"}, "← Previous") : null,
+    page > 0 ? h("a", {class: "button", href: here({page: page - 1 || null}), id: "page-previous"}, "← Previous") : null,
     h("span", {class: "note"}, `page ${page + 1}` + (total !== undefined ? ` of ${Math.max(1, Math.ceil(total / PAGE))} (${numbers.format(total)} people)` : "")),
-    more ? h("a", {class: "button", href: to({page: page + 1}), id: "page-next"}, "Next →") : null);
+    more ? h("a", {class: "button", href: here({page: page + 1}), id: "page-next"}, "Next →") : null);
 }
 
 async function peoplePage(app, params) {
@@ -323,14 +326,13 @@ async function peoplePage(app, params) {
     ev.preventDefault();
     location.hash = link([app, "people"], withParams(rangeOf(params), {q: input.value.trim()}));
   });
-  const to = changes => link(route().parts, withParams(route().params, changes));
   return [h("h1", {}, "People"), form, h("div", {class: "panel"},
     found.people.length ? table(["ID", "Email", "Other ids", "Properties"], found.people.map(p => h("tr", {class: "person-row"},
       h("td", {class: "id"}, personLink(app, p.person, params)), h("td", {class: "id"}, p.email),
       h("td", {class: "id"}, p.ids.filter(i => i !== p.person).join(", ")),
       h("td", {class: "data"}, Object.entries(p.properties).filter(([k]) => k !== "email").map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", "))))) :
       h("p", {class: "note"}, q ? "Nobody matches." : "Nobody yet."),
-    pager(page, (page + 1) * PAGE < found.matches, to, found.matches))];
+    pager(page, (page + 1) * PAGE < found.matches, found.matches))];
 }
 
 async function personPage(app, params, id) {

@@ -193,6 +193,12 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if "PYFLINK" not in k}
 
 
+def cli(cfg, *args, **kw) -> subprocess.CompletedProcess:
+    """`bin/tracktor --config <cfg's file> ARGS` as a process of its own; its output captured."""
+    return subprocess.run([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), *args],
+                          cwd=ROOT, capture_output=True, text=True, env=clean_env(), **kw)
+
+
 def start_job(cfg, name="identity_merge"):
     log = open(cfg.data_dir.parent / f"{name}.log", "ab")
     job = subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", name],

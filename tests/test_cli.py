@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, make_config, read_topic, start_job, stop_job, wait_for
+from tests.conftest import clean_env, cli, make_config, read_topic, start_job, stop_job, wait_for
 from tracktor import ROOT
 from tracktor.topics import ensure_topics
 from tracktor.dev import envelopes as E, loader, stack
 
 pytestmark = pytest.mark.integration  # a real broker, real Flink jobs, real chDB
-
-
-def cli(cfg, *args, **kw):
-    return subprocess.run([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), *args],
-                          cwd=ROOT, capture_output=True, text=True, env=clean_env(), **kw)
 
 
 def test_kafka_start_status_stop_leaves_no_process(tmp_path):

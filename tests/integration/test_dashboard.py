@@ -8,8 +8,6 @@ Each page is saved as a screenshot at desktop and phone widths into .data/artifa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -20,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import jobs
-from tests.conftest import clean_env, make_config, start_job, stop_job
+from tests.conftest import cli, make_config, start_job, stop_job
 from tracktor import ROOT
 from tracktor.analytics.api import Api
 from tracktor.collector.server import Collector
@@ -76,9 +74,9 @@ def pipeline(kafka, tmp_path_factory):
             stop_job(job)
 
 
-def cli(cfg, *args) -> dict | list:
-    out = subprocess.run([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), *args, "--json"],
-                         cwd=ROOT, capture_output=True, text=True, env=clean_env(), timeout=120)
+def report(cfg, *args) -> dict | list:
+    """What `bin/tracktor report ARGS --json` prints."""
+    out = cli(cfg, "report", *args, "--json", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 
@@ -149,17 +147,17 @@ def test_the_dashboard_shows_the_demo_metrics_and_funnels_with_the_numbers_the_c
     app = pipeline.cfg.apps[APP]
     assert [name for name, _, _ in metrics] == list(app.metrics)
     for name, total, bars in metrics:
-        reported = cli(pipeline.cfg, "report", "metric", name, "--app", APP, "--range", "last-7-days")
+        reported = report(pipeline.cfg, "metric", name, "--app", APP, "--range", "last-7-days")
         assert total == pytest.approx(reported["total"]) and bars == 7, name  # the number, its small daily histogram
     assert [name for name, _ in funnels] == list(app.funnels)
     for name, people in funnels:
-        steps = cli(pipeline.cfg, "report", "funnel", name, "--app", APP, "--range", "last-7-days")
+        steps = report(pipeline.cfg, "funnel", name, "--app", APP, "--range", "last-7-days")
         assert people == [s["people"] for s in steps] and people[0] > 0
     assert browser.find_elements(By.CSS_SELECTOR, "#segments .segment")
     # a metric's page: the daily chart and the daily max / min / average and people, as the CLI says
     name = next(iter(app.metrics))
     open_page(browser, pipeline, f"{APP}/metrics/{name}?range=last-7-days", "#stat-people")
-    reported = cli(pipeline.cfg, "report", "metric", name, "--app", APP, "--range", "last-7-days")
+    reported = report(pipeline.cfg, "metric", name, "--app", APP, "--range", "last-7-days")
     bars = browser.execute_script("return [...document.querySelectorAll('svg.daily rect.bar')].map(b => "
                                   "[b.dataset.day, b.dataset.value === '' ? null : Number(b.dataset.value)])")
     assert bars == [[d, v] for d, v in reported["days"]]  # each day, to the last digit
@@ -200,10 +198,10 @@ def test_a_funnel_step_click_lists_the_people_the_cli_lists(browser, pipeline):
     def listed(d):
         return texts(d, "#drill a.person") or None
     reached = wait(browser, "the people at step 2", listed)
-    expected = cli(pipeline.cfg, "report", "funnel", name, "--app", APP, "--range", "last-7-days", "--people", "2")
+    expected = report(pipeline.cfg, "funnel", name, "--app", APP, "--range", "last-7-days", "--people", "2")
     assert reached == [p["person"] for p in expected][:25] and reached
     click(browser, "#drill-dropped")
-    dropped = cli(pipeline.cfg, "report", "funnel", name, "--app", APP, "--range", "last-7-days", "--people", "2",
+    dropped = report(pipeline.cfg, "funnel", name, "--app", APP, "--range", "last-7-days", "--people", "2",
                   "--dropped")
     wait(browser, "the people who dropped after step 2", lambda d: listed(d) == [p["person"] for p in dropped][:25])
     if len(expected) > 25:  # the next page
@@ -272,7 +270,7 @@ def test_another_apps_token_sees_nothing_of_this_app(browser, pipeline):
 
 def test_an_ad_hoc_metric_is_shown_and_then_saved_to_the_apps_definitions(browser, pipeline):
     definition = "type: times_event_happened\nevent: Site visit\n"
-    expected = cli(pipeline.cfg, "report", "metric", "visits", "--app", APP, "--range", "last-7-days",
+    expected = report(pipeline.cfg, "metric", "visits", "--app", APP, "--range", "last-7-days",
                    "--define", definition)
     sign_in(browser, pipeline)
     open_page(browser, pipeline, f"{APP}/define?range=last-7-days", "#define-yaml")
@@ -293,7 +291,7 @@ def test_an_ad_hoc_metric_is_shown_and_then_saved_to_the_apps_definitions(browse
              number(d, "#stat-total", "data-value") == expected["total"])
         open_page(browser, pipeline, APP, '#metrics .metric[data-name="visits"]')
         assert "(saved)" in texts(browser, '.metric[data-name="visits"] h2')[0]
-        assert cli(pipeline.cfg, "report", "metric", "visits", "--app", APP, "--range", "last-7-days") == expected
+        assert report(pipeline.cfg, "metric", "visits", "--app", APP, "--range", "last-7-days") == expected
     finally:
         from tracktor.analytics import saved
         saved.save(pipeline.api.warehouse(), pipeline.cfg.clickhouse.database, pipeline.cfg.apps[APP], "metric",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-NAMES = ("identity_merge", "cart_timeout", "segment_eval", "metric_rollup")
+NAMES = ("identity_merge", "cart_timeout", "segment_eval", "workflow_runner", "metric_rollup")
 
 
 def load(name: str):

@@ -194,20 +194,61 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_segments(args) -> int:
+def cmd_definitions(args) -> int:
     import yaml
     from tracktor import control
     cfg = _cfg(args)
     app = args.app
     if args.action == "apply":
         try:
-            segments = yaml.safe_load(open(args.target))
+            changes = yaml.safe_load(open(args.target))
         except (OSError, yaml.YAMLError) as e:
             raise config_mod.ConfigError(f"{args.target}: {e}") from None
     else:
-        segments = {args.target: None}
-    names = control.publish_segments(cfg, app, segments)
+        changes = {args.target: None}
+    names = control.publish(cfg, app, args.kind, changes)
     print(f"{'applied' if args.action == 'apply' else 'deleted'}: {', '.join(names)} ({app})")
+    return 0
+
+
+def cmd_deliver(args) -> int:
+    import signal
+
+    from tracktor import logs, topics
+    from tracktor.delivery.service import Delivery
+    from tracktor.dev import stack
+    cfg = _cfg(args)
+    logs.setup(cfg.logging)
+    bootstrap = stack.resolve_bootstrap(cfg)
+    topics.ensure_topics(bootstrap, cfg.kafka)
+    d = Delivery(cfg, bootstrap)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: d.stop_event.set())
+    smtp = cfg.delivery.smtp
+    print(f"delivering {cfg.topics['actions']} on {bootstrap}: letters via {smtp.host}:{smtp.port}, "
+          f"tracking links to {cfg.tracking_url}", flush=True)
+    d.run()
+    print(f"stopped: {d.performed} actions performed", flush=True)
+    return 0
+
+
+def cmd_newsletter(args) -> int:
+    from tracktor import warehouse
+    from tracktor.delivery import newsletter
+    cfg = _cfg(args)
+    try:
+        body = open(args.body).read()
+    except OSError as e:
+        raise config_mod.ConfigError(f"{args.body}: {e}") from None
+    client = warehouse.connect(cfg.clickhouse)
+    try:
+        n = newsletter.send(cfg, client, args.app, args.name, args.subject, body, tuple(args.segment or ()))
+    finally:
+        client.close()
+    who = f"the members of {', '.join(args.segment)}" if args.segment else "everyone with an email"
+    print(f"newsletter {args.name!r} of {args.app}: {n} letters queued for {who} on {cfg.topics['actions']}; "
+          f"`bin/tracktor deliver` sends them; statistics: bin/tracktor report campaign newsletter:{args.name} "
+          f"--app {args.app}")
     return 0
 
 
@@ -342,8 +383,8 @@ def parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="as JSON")
 
     r = command("report", cmd_report, help="funnel or metric from ClickHouse")
-    r.add_argument("kind", choices=("funnel", "metric", "segment"))
-    r.add_argument("name", help="a funnel or metric of the app in the config (or a label for --define)")
+    r.add_argument("kind", choices=("funnel", "metric", "segment", "campaign"))
+    r.add_argument("name", help="a funnel, metric, segment or campaign of the app (newsletters: newsletter:NAME), or a label for --define")
     r.add_argument("--app", help="app sid (default: the first in the config)")
     r.add_argument("--range", default="last-7-days", help="today, last-7-days, last-30-days, last-90-days")
     r.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day, YYYY-MM-DD")
@@ -357,10 +398,21 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="JSON instead of a table")
     out.add_argument("--html", metavar="FILE", help="write a chart as a self-contained HTML file")
 
-    sg = command("segments", cmd_segments, help="add, change or delete segments while segment_eval runs")
-    sg.add_argument("action", choices=("apply", "delete"))
-    sg.add_argument("target", help="apply: a YAML file of {name: definition}; delete: the segment's name")
-    sg.add_argument("--app", required=True, help="app sid: the segments are this app's")
+    for name, kind, job in (("segments", "segment", "segment_eval"), ("campaigns", "campaign", "workflow_runner")):
+        sg = command(name, cmd_definitions, help=f"add, change or delete {name} while {job} runs")
+        sg.set_defaults(kind=kind)
+        sg.add_argument("action", choices=("apply", "delete"))
+        sg.add_argument("target", help=f"apply: a YAML file of {{name: definition}}; delete: the {kind}'s name")
+        sg.add_argument("--app", required=True, help=f"app sid: the {name} are this app's")
+
+    command("deliver", cmd_deliver, help="perform tracktor.actions: letters over SMTP, webhooks, in-app messages")
+    nl = command("newsletter", cmd_newsletter, help="send one letter to an app's people, or to segments")
+    nl.add_argument("action", choices=("send",))
+    nl.add_argument("--app", required=True, help="app sid")
+    nl.add_argument("--name", required=True, help="the newsletter's name (its statistics: campaign newsletter:NAME)")
+    nl.add_argument("--subject", required=True, help="the subject; {{property}} is filled in")
+    nl.add_argument("--body", required=True, metavar="FILE", help="the letter's HTML; {{property}} is filled in")
+    nl.add_argument("--segment", action="append", metavar="NAME", help="only the members of this segment (repeatable)")
 
     pe = command("people", cmd_people, help="delete a person, with all their ids and data")
     pe.add_argument("action", choices=("delete",))

@@ -63,7 +63,7 @@ def handoff(job: str, app: str, source: str, target: str, at: int, state: dict |
     return rec
 
 
-EVENT_KINDS = {"track", "cart", "set", "merge", "delete", "derived"}
+EVENT_KINDS = {"track", "cart", "set", "merge", "delete", "derived", "segment"}
 
 
 def check_event(record: dict) -> dict:
@@ -84,6 +84,18 @@ def check_event(record: dict) -> dict:
     except ValueError as e:
         raise BadRecord(str(e)) from None
     return record
+
+
+def segment_change(record: dict) -> dict:
+    """A tracktor.segments record as an input event of kind `segment`, or BadRecord."""
+    for key in ("app", "segment", "person_id"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise BadRecord(f"a segment change needs {key!r}")
+    if record.get("change") not in ("entered", "exited") or not isinstance(record.get("version"), int):
+        raise BadRecord("a segment change needs change (entered / exited) and a version")
+    return {"event_id": f"segment:{record['segment']}:{record['version']}", "app": record["app"], "kind": "segment",
+            "event": record["segment"], "person_id": record["person_id"], "ts": record.get("ts", 0),
+            "data": {"change": record["change"]}}
 
 
 def check_handoff(record: dict) -> dict:

@@ -268,7 +268,12 @@ def parse_segment(name: str, node) -> Segment:
     try:
         return Segment.model_validate({**node, "name": name} if isinstance(node, dict) else node)
     except ValidationError as e:
-        problems = [f"{_path(err['loc']) or 'definition'}: {err['msg'].removeprefix('Value error, ')}"
-                    for err in e.errors()]
-        raise ValueError(f"segment {name!r}: " + "; ".join(problems[:5])
-                         + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")) from None
+        raise invalid(f"segment {name!r}", e) from None
+
+
+def invalid(what: str, error) -> ValueError:
+    """A pydantic ValidationError as one line: what, then each field at fault (five at most)."""
+    problems = [f"{_path(err['loc']) or 'definition'}: {err['msg'].removeprefix('Value error, ')}"
+                for err in error.errors()]
+    return ValueError(f"{what}: " + "; ".join(problems[:5])
+                      + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))

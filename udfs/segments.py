@@ -92,8 +92,11 @@ class SegmentLogic:
     def definitions(self, app: str) -> AppSegments:
         return self.apps.setdefault(app, AppSegments({}))
 
-    def change_of(self, record: dict) -> tuple[str, str]:
-        """The definition a control record changes ("app:name") and its app, or BadRecord."""
+    def change_of(self, record: dict) -> tuple[str, str] | None:
+        """The definition a control record changes ("app:name") and its app; None for another
+        job's record (a campaign), BadRecord for a malformed one."""
+        if record.get("kind") == "campaign":
+            return None
         app, name, _ = check_definition(record)
         if app not in self.apps:
             raise BadRecord(f"no app {app!r} in this job's configuration")
@@ -119,25 +122,11 @@ class SegmentLogic:
         return {"app": app, "person": person, "props": {}, "counts": {}, "in": [], "v": 0, "now": 0, "wake": None}
 
     def apply(self, s: dict, event: dict, ts: int, out) -> None:
-        defs = self.definitions(s["app"])
-        kind, data = event["kind"], event.get("data") or {}
-        s["now"] = max(s["now"], ts)
-        if kind == "set":
-            stamp = [event["ts"], event["event_id"]]
-            for key, value in data.items():
-                old = s["props"].get(key)
-                if old is None or stamp > old[1:]:
-                    s["props"][key] = [value, *stamp]
-            touched = {seg for key in data for seg in defs.by_property.get(key, ())}
-        elif kind == "merge":
+        if event["kind"] == "merge":
             return
-        else:
-            day = str(min(day_of(event["ts"]), day_of(ts)))  # never a day after the log time
-            self._count(s, event["event"], day)
-            for cond in defs.filters.get(event["event"], ()):
-                if cond.matches(data):
-                    self._count(s, cond.counter, day)
-            touched = set(defs.by_event.get(event["event"], ()))
+        defs = self.definitions(s["app"])
+        s["now"] = max(s["now"], ts)
+        touched = observe(s, defs, event, ts)
         if s["wake"] is not None and s["wake"] <= s["now"]:
             touched |= defs.windowed  # a midnight has passed since: the windows rolled
         self._evaluate(s, defs, touched, {"event_id": event["event_id"], "event": event["event"]}, out)
@@ -151,14 +140,7 @@ class SegmentLogic:
         self._evaluate(s, defs, defs.windowed, {"reason": "time"}, out)
 
     def combine(self, s: dict, other: dict, at: int, out) -> None:
-        for key, entry in (other.get("props") or {}).items():
-            old = s["props"].get(key)
-            if old is None or entry[1:] > old[1:]:
-                s["props"][key] = entry
-        for counter, days in (other.get("counts") or {}).items():
-            mine = s["counts"].setdefault(counter, {})
-            for day, n in days.items():
-                mine[day] = mine.get(day, 0) + n
+        combine_facts(s, other)
         s["now"] = max(s["now"], other.get("now") or 0, at)
         defs = self.definitions(s["app"])
         self._evaluate(s, defs, set(defs.segments), {"reason": "merge", "merged": other.get("person")}, out)
@@ -179,14 +161,10 @@ class SegmentLogic:
         self._evaluate(s, self.definitions(s["app"]), {cause["segment"]}, cause, out)
 
     # -- the work ------------------------------------------------------------------------
-    def _count(self, s: dict, counter: str, day: str) -> None:
-        days = s["counts"].setdefault(counter, {})
-        days[day] = days.get(day, 0) + 1
-
     def _evaluate(self, s: dict, defs: AppSegments, names, cause: dict, out) -> None:
         today = day_of(s["now"])
         if s.get("trimmed") != today or len(s["counts"]) > MAX_COUNTERS or cause.get("reason") == "definition":
-            self._trim(s, defs, today)  # days age out once a day; a definition change may free counters
+            trim(s, defs, today, self.history_days)  # days age out once a day; a definition change may free counters
             s["trimmed"] = today
         props = visible(s["props"])
         members = set(s["in"])
@@ -211,29 +189,67 @@ class SegmentLogic:
                 return (today + 1) * DAY_MS
         return None
 
-    def _trim(self, s: dict, defs: AppSegments, today: int) -> None:
-        """Drop days past the history kept, counters no segment reads that have no days left,
-        and the least recent counters past MAX_COUNTERS."""
-        oldest = today - self.history_days
-        filtered = defs.counters()
-        for counter in list(s["counts"]):
-            days = s["counts"][counter]
-            for d in [d for d in days if int(d) < oldest]:
-                del days[d]
-            if not days or ("\x1f" in counter and counter not in filtered):
-                del s["counts"][counter]
-        if len(s["counts"]) > MAX_COUNTERS:  # keep the counters segments read, then the most recent
-            read = defs.read_counters()
-            recent = sorted(s["counts"], key=lambda c: (c in read, max(int(d) for d in s["counts"][c])), reverse=True)
-            for counter in recent[MAX_COUNTERS:]:
-                del s["counts"][counter]
-
     @staticmethod
     def _record(s: dict, segment: str, change: str, ts: int, cause: dict, out) -> None:
         s["v"] += 1
         out("segments", f"{s['app']}:{s['person']}", {
             "app": s["app"], "segment": segment, "person_id": s["person"], "change": change, "ts": ts,
             "version": s["v"], "cause": cause}, ts)
+
+
+# -- a person's facts: properties and event counts (segment_eval's, and workflow_runner's) --
+def observe(s: dict, defs: AppSegments, event: dict, ts: int) -> set[str]:
+    """Take an event into the person's `props` and `counts`; the names of `defs`' segments
+    that read what changed."""
+    data = event.get("data") or {}
+    if event["kind"] == "set":
+        stamp = [event["ts"], event["event_id"]]
+        for key, value in data.items():
+            old = s["props"].get(key)
+            if old is None or stamp > old[1:]:
+                s["props"][key] = [value, *stamp]
+        return {seg for key in data for seg in defs.by_property.get(key, ())}
+    day = str(min(day_of(event["ts"]), day_of(ts)))  # never a day after the log time
+    _count(s, event["event"], day)
+    for cond in defs.filters.get(event["event"], ()):
+        if cond.matches(data):
+            _count(s, cond.counter, day)
+    return set(defs.by_event.get(event["event"], ()))
+
+
+def _count(s: dict, counter: str, day: str) -> None:
+    days = s["counts"].setdefault(counter, {})
+    days[day] = days.get(day, 0) + 1
+
+
+def combine_facts(s: dict, other: dict) -> None:
+    """A merged-away person's properties (the newest value of each wins) and counts join."""
+    for key, entry in (other.get("props") or {}).items():
+        old = s["props"].get(key)
+        if old is None or entry[1:] > old[1:]:
+            s["props"][key] = entry
+    for counter, days in (other.get("counts") or {}).items():
+        mine = s["counts"].setdefault(counter, {})
+        for day, n in days.items():
+            mine[day] = mine.get(day, 0) + n
+
+
+def trim(s: dict, defs: AppSegments, today: int, history_days: int) -> None:
+    """Drop days past the history kept, counters no definition reads that have no days left,
+    and the least recent counters past MAX_COUNTERS."""
+    oldest = today - history_days
+    filtered = defs.counters()
+    for counter in list(s["counts"]):
+        days = s["counts"][counter]
+        for d in [d for d in days if int(d) < oldest]:
+            del days[d]
+        if not days or ("\x1f" in counter and counter not in filtered):
+            del s["counts"][counter]
+    if len(s["counts"]) > MAX_COUNTERS:  # keep the counters definitions read, then the most recent
+        read = defs.read_counters()
+        recent = sorted(s["counts"], key=lambda c: (c in read, max(int(d) for d in s["counts"][c])), reverse=True)
+        for counter in recent[MAX_COUNTERS:]:
+            del s["counts"][counter]
 
 
 def check_definition(record: dict) -> tuple[str, str, dict | None]:

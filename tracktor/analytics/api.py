@@ -15,6 +15,10 @@ JSON (or a metric's or funnel's chart as HTML), and the single-page dashboard th
   GET  /api/v1/apps/{app}/people/{id}            the person (any of their ids): ids, properties, segments, events
                                                  (also .../people?id=ID, for ids a path cannot carry)
   POST /api/v1/apps/{app}/segments               {"definitions": {name: definition or null}}: change segments live
+  GET  /api/v1/apps/{app}/campaigns/{name}       a campaign's entries per block, letters sent / opened / bounced /
+                                                 clicked, and each recipient's letter activity (newsletter:NAME too)
+  POST /api/v1/apps/{app}/campaigns              {"definitions": {name: definition or null}}: change campaigns live
+  POST /api/v1/apps/{app}/newsletters            {"name", "subject", "body", "segments": [...]}: send a newsletter
   POST /api/v1/apps/{app}/definitions            {"kind": "funnel"|"metric", "name", "definition"|"definition_yaml"}:
                                                  save to the app's definitions (null definition: delete)
   DELETE /api/v1/apps/{app}/people/{id}          delete the person with this id, all their ids and data
@@ -24,7 +28,7 @@ Every question takes ?range=today|last-7-days|last-30-days|last-90-days or ?from
 (at most api.max_range_days days) and ?format=json (default) or html (a chart). Each app's
 data needs that app's read token, `Authorization: Bearer <apps[].read_token>` (compared in
 constant time): not its signing secret, so a dashboard user cannot forge signed calls, and
-one app never reads another's. Changes (POST .../segments, .../definitions, DELETE
+one app never reads another's. Changes (POST .../segments, .../campaigns, .../newsletters, .../definitions, DELETE
 .../people/{id}) need the app's admin token, `apps[].admin_token`, the same way; an app
 without one takes no changes. Answers come from tracktor/analytics/report.py, like the
 command line's.
@@ -127,7 +131,8 @@ class Api:
         if len(parts) < 4 or parts[:3] != ["api", "v1", "apps"]:
             raise ApiError(404, f"no such resource {path[:200]}")
         app, rest = parts[3], parts[4:]
-        changes = method in ("DELETE", "POST") and rest[:1] in (["people"], ["segments"], ["definitions"])
+        changes = method in ("DELETE", "POST") and rest[:1] in (["people"], ["segments"], ["definitions"],
+                                                                 ["campaigns"], ["newsletters"])
         self._authorise(app, headers.get("Authorization", ""), "admin_token" if changes else "read_token")
         if not rest and method == "GET":
             return self._app(app)
@@ -138,11 +143,13 @@ class Api:
             return self._dashboard(app, query)
         if what == "definitions":
             return self._save_definition(app, rest, method, body)
-        if what == "segments" and method == "POST":
-            return self._apply_segments(app, parts, body)
+        if what in ("segments", "campaigns") and method == "POST":
+            return self._apply(app, parts, body, what[:-1])
+        if what == "newsletters":
+            return self._newsletter(app, parts, method, body)
         if what == "segments" and len(rest) == 1 and method == "GET":
             return self._segments(app, query)
-        if len(rest) not in (1, 2) or what not in ("funnels", "metrics", "segments"):
+        if len(rest) not in (1, 2) or what not in ("funnels", "metrics", "segments", "campaigns"):
             raise ApiError(404, f"no such resource {path[:200]}")
         if method == "DELETE":
             raise ApiError(405, f"DELETE is for .../people/{{id}}; {what} are read with GET")
@@ -265,22 +272,45 @@ class Api:
         return (201 if definition is not None else 200), "application/json", json.dumps(
             {"saved" if definition is not None else "deleted": data.get("name"), "kind": data.get("kind")})
 
-    def _apply_segments(self, app: str, parts: list, body: bytes | None) -> tuple[int, str, str]:
-        """POST .../segments {"definitions": {name: definition, or null to delete}}: the
-        changes go to tracktor.control, where segment_eval takes them in while it runs."""
+    def _apply(self, app: str, parts: list, body: bytes | None, kind: str) -> tuple[int, str, str]:
+        """POST .../segments or .../campaigns {"definitions": {name: definition, or null to
+        delete}}: the changes go to tracktor.control, where segment_eval or workflow_runner
+        takes them in while it runs."""
         from tracktor import control
         if len(parts) != 5:
-            raise ApiError(405, "POST segment definitions to .../segments")
+            raise ApiError(405, f"POST {kind} definitions to .../{kind}s")
         definitions = _json_body(body).get("definitions")
         if not isinstance(definitions, dict) or not definitions:
             raise ApiError(400, "the body needs 'definitions': {name: definition or null}")
         try:
-            names = control.publish_segments(self.cfg, app, definitions)
+            names = control.publish(self.cfg, app, kind, definitions)
         except ValueError as e:
             raise ApiError(400, str(e)) from None
         except RuntimeError as e:  # no broker, or it did not take them
             raise ApiError(503, f"the change could not be published: {e}") from None
         return 202, "application/json", json.dumps({"applied": names})
+
+    def _newsletter(self, app: str, parts: list, method: str, body: bytes | None) -> tuple[int, str, str]:
+        """POST .../newsletters {"name", "subject", "body", optional "segments": [...]}: the
+        letters go to tracktor.actions for `bin/tracktor deliver` (tracktor/delivery/newsletter.py)."""
+        from tracktor.delivery import newsletter
+        if len(parts) != 5 or method != "POST":
+            raise ApiError(405, "POST a newsletter to .../newsletters; its statistics: GET .../campaigns/newsletter:NAME")
+        data = _json_body(body)
+        segments = data.get("segments") or []
+        if not isinstance(segments, list) or not all(isinstance(x, str) for x in segments) or len(segments) > 100:
+            raise ApiError(400, "segments must be a list of at most 100 segment names")
+        for key in ("name", "subject", "body"):
+            if not isinstance(data.get(key), str):
+                raise ApiError(400, f"the body needs {key!r}, a string")
+        try:
+            n = newsletter.send(self.cfg, self.warehouse(), app, data["name"], data["subject"], data["body"],
+                                tuple(segments))
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        except RuntimeError as e:
+            raise ApiError(503, f"the newsletter could not be queued: {e}") from None
+        return 202, "application/json", json.dumps({"queued": n, "campaign": f"newsletter:{data['name']}"})
 
     def _delete_person(self, app: str, parts: list, method: str) -> tuple[int, str, str]:
         """DELETE .../people/{id}: a delete call on tracktor.raw, which identity_merge and the

@@ -240,3 +240,23 @@ def segment(client, database: str, app: str, name: str, first: date, last: date,
 def segment_count(client, database: str, app: str, name: str) -> int:
     """How many members the segment has now."""
     return _rows(client, database, "segment_count", {"app": app, "segment": name})[0][0]
+
+
+@dataclass
+class CampaignResult:
+    name: str                      # the campaign, or newsletter:NAME
+    blocks: list[dict]             # {block, entered, people}
+    letters: list[dict]            # {letter, sent, opened, bounced, failed, clicked, total_clicks}
+    activity: list[dict]           # per recipient: {status, person_id, email, subject, opens, clicks, letter, ...}
+
+
+def campaign(client, database: str, app: str, name: str, limit: int = 100) -> CampaignResult:
+    """A campaign's statistics (sql/migrations/0012_campaigns.sql): entries per block, per
+    letter sent / opened / bounced / clicked, and the letter activity of its first `limit` recipients."""
+    params = {"app": app, "campaign": name}
+
+    def dicts(query: str, extra: dict | None = None) -> list[dict]:
+        result = client.query(query_template(query, database), parameters={**params, **(extra or {})})
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
+    return CampaignResult(name, dicts("campaign_blocks"), dicts("campaign_letters"),
+                          dicts("letter_activity", {"limit": limit}))

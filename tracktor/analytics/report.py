@@ -21,7 +21,7 @@ class NotFound(LookupError):
 @dataclass(frozen=True)
 class Question:
     app: str
-    kind: str                        # "funnel", "metric" or "segment"
+    kind: str                        # "funnel", "metric", "segment" or "campaign"
     definition: Funnel | Metric | SegmentName
     first: date
     last: date
@@ -40,7 +40,8 @@ class Question:
 
 @dataclass(frozen=True)
 class SegmentName:
-    """A segment asked about by name: it may be defined in tracktor.yaml or while running."""
+    """A segment or campaign asked about by name: it may be defined in tracktor.yaml or while
+    running (a newsletter's statistics are those of campaign newsletter:NAME)."""
     name: str
 
 
@@ -53,15 +54,15 @@ def ask(cfg: Config, app: str, kind: str, name: str | None = None, definition: d
     keys as in tracktor.yaml). Raises NotFound or ValueError."""
     if app not in cfg.apps:
         raise NotFound(f"no app {app!r}")
-    if kind not in ("funnel", "metric", "segment"):
-        raise ValueError(f"kind must be funnel, metric or segment, got {kind!r}")
+    if kind not in ("funnel", "metric", "segment", "campaign"):
+        raise ValueError(f"kind must be funnel, metric, segment or campaign, got {kind!r}")
     defined = {"funnel": cfg.apps[app].funnels, "metric": cfg.apps[app].metrics,
-               "segment": cfg.apps[app].segments}[kind]
-    if kind == "segment":
+               "segment": cfg.apps[app].segments, "campaign": cfg.apps[app].campaigns}[kind]
+    if kind in ("segment", "campaign"):
         if definition is not None:
-            raise ValueError("a segment is asked about by name (define it with `segments apply`)")
+            raise ValueError(f"a {kind} is asked about by name (define it with `{kind}s apply`)")
         if not name:
-            raise ValueError("which segment?")
+            raise ValueError(f"which {kind}?")
         definition = SegmentName(name)
     elif definition is None and name in defined:
         definition = defined[name]
@@ -108,6 +109,8 @@ def answer(client, database: str, q: Question, settings: dict | None = None):
         return analytics.metric(client, database, q.app, q.definition, q.first, q.last)
     if q.kind == "segment":
         return analytics.segment(client, database, q.app, q.definition.name, q.first, q.last, q.limit)
+    if q.kind == "campaign":
+        return analytics.campaign(client, database, q.app, q.definition.name, q.limit)
     if q.step:
         return analytics.funnel_people(client, database, q.app, q.definition, q.first, q.last, q.step, q.dropped, q.limit,
                                          q.offset)
@@ -120,13 +123,15 @@ def render(q: Question, result, fmt: str = "table") -> str:
     if fmt == "html":
         if q.step:
             raise ValueError("the drill-down is a list: ask for table or json")
-        if q.kind == "segment":
-            raise ValueError("a segment report is a table or json")
+        if q.kind in ("segment", "campaign"):
+            raise ValueError(f"a {q.kind} report is a table or json")
         return charts.metric_html(q.title, result) if q.kind == "metric" else charts.funnel_html(q.title, result)
     if q.kind == "metric":
         return metric_table(q.title, result)
     if q.kind == "segment":
         return segment_table(q.title, result)
+    if q.kind == "campaign":
+        return campaign_table(q.app, result)
     return people_table(q.title, result) if q.step else funnel_table(q.title, result)
 
 
@@ -151,6 +156,23 @@ def segment_table(title: str, seg) -> str:
     for m in seg.members:
         props = ", ".join(f"{k}={v}" for k, v in sorted(m.properties.items()) if k != "email")
         lines.append(f"  {m.person:<24}  {m.email:<30}  {m.since:%Y-%m-%d %H:%M}  {props[:80]}")
+    return "\n".join(lines)
+
+
+def campaign_table(app: str, c) -> str:
+    def table(rows: list[dict], cols: tuple[str, ...]) -> list[str]:
+        cells = [[str(r[k]) for k in cols] for r in rows]
+        widths = [max([len(k), *(len(row[i]) for row in cells)]) for i, k in enumerate(cols)]
+        return ["  ".join(k.ljust(w) for k, w in zip(cols, widths))] + \
+               ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = [f"{app} campaign {c.name}", "", "blocks (entries, people):"]
+    lines += table(c.blocks, ("block", "entered", "people")) if c.blocks else ["  (no one entered yet)"]
+    lines += ["", "letters:"]
+    lines += table(c.letters, ("letter", "sent", "opened", "bounced", "failed", "clicked", "total_clicks")) if c.letters \
+        else ["  (none sent)"]
+    lines += ["", "letter activity:"]
+    lines += table(c.activity, ("status", "person_id", "email", "subject", "opens", "clicks")) if c.activity \
+        else ["  (none)"]
     return "\n".join(lines)
 
 

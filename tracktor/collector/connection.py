@@ -23,13 +23,17 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tracktor.collector.calls import CallError, loads, query_params
+from tracktor.collector.calls import CallError, loads, query_params, serialized
 from tracktor.collector.wire import Request, WireError, parse_head, response
+from tracktor.dev import envelopes
+from udfs.letters import token_app, verify
 
 log = logging.getLogger(__name__)
 GET_METHODS = {"/track": "track", "/set": "set", "/alias": "alias"}
 SCRIPT_PATH = re.compile(r"/scripts/([A-Za-z0-9_.-]{1,64})\.js")
 MAX_QUERY_BYTES = 16 * 1024
+TRACKING_PATHS = ("/o/", "/c/")  # letters' open pixel and links (udfs/letters.py)
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type"))
 _Target = namedtuple("_Target", "path query")
 
@@ -201,7 +205,8 @@ class Connection(asyncio.Protocol):
         script = url.path.startswith("/scripts/") and url.path.endswith(".js")
         if url.path == "/batch":
             allowed = "POST"
-        elif url.path in GET_METHODS or url.path in ("/health", "/openapi.yaml") or script:
+        elif url.path in GET_METHODS or url.path in ("/health", "/openapi.yaml") or script or \
+                url.path.startswith(TRACKING_PATHS):
             allowed = "GET"
         else:
             return self._reply(req, 404, {"error": f"no such endpoint {url.path[:200]!r}"})
@@ -214,6 +219,8 @@ class Connection(asyncio.Protocol):
             return self._batch(req, url.query)
         if url.path in GET_METHODS:
             return self._accept(req, [(GET_METHODS[url.path], query_params(url.query))])
+        if url.path.startswith(TRACKING_PATHS):
+            return self._tracking(req, url.path)
         if url.path == "/health":
             return self._reply(req, 200, {"ok": True})
         if url.path == "/openapi.yaml":
@@ -250,6 +257,35 @@ class Connection(asyncio.Protocol):
             envs = self.c.envelopes(calls)
         except CallError as e:
             return self._reply(req, e.status, {"error": e.reason})
+        self._produce(req, envs, lambda: self._reply(req, 200, {"accepted": len(envs)}))
+
+    def _tracking(self, req: Request, path: str) -> None:
+        """A letter's open pixel (/o/TOKEN) or link (/c/TOKEN): the signed token names the
+        app, the person and the letter (udfs/letters.py); the event goes to tracktor.raw as
+        the person's, then the pixel or a redirect to the link's address is the answer."""
+        opened = path.startswith("/o/")
+        try:
+            token = path[3:]
+            app = self.c.apps.get(token_app(token))
+            if app is None:
+                return self._reply(req, 404, {"error": "the link's app is not served here"})
+            fields = verify(app.secret, token)
+        except ValueError as e:
+            return self._reply(req, 403 if "signature" in str(e) else 400, {"error": str(e)})
+        if opened == ("u" in fields):
+            return self._reply(req, 400, {"error": "an open pixel's token on /c/, or a link's on /o/"})
+        now = int(time.time() * 1000)
+        data = {"campaign": fields["c"], "letter": fields["l"], "action_id": fields["id"]}
+        env = envelopes.track(app.sid, fields["p"], "Letter opened" if opened else "Letter clicked", now,
+                              data if opened else {**data, "url": fields["u"]})
+        if opened:
+            answer = lambda: self._reply(req, 200, PIXEL, "image/gif", (("Cache-Control", "no-store"),))  # noqa: E731
+        else:
+            answer = lambda: self._reply(req, 302, b"", "text/plain", (("Location", fields["u"]),))  # noqa: E731
+        self._produce(req, [(env, serialized(env))], answer)
+
+    def _produce(self, req: Request, envs: list, answer) -> None:
+        """Hand the envelopes to Kafka; `answer()` once Kafka has them all, else a 503."""
         answered = []
 
         def done(error):
@@ -258,7 +294,7 @@ class Connection(asyncio.Protocol):
             answered.append(True)
             timer.cancel()
             if error is None:
-                return self._reply(req, 200, {"accepted": len(envs)})
+                return answer()
             log.warning("Kafka did not take %d envelopes: %s", len(envs), error)
             self._reply(req, 503, {"error": "Kafka is unavailable, retry later"}, extra=(("Retry-After", "1"),))
 

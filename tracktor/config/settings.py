@@ -26,7 +26,9 @@ class Topics(Model):
     segments: Text = "tracktor.segments"        # segment entered / exited (segment_eval)
     dead_letter: Text = "tracktor.deadletter"   # records a job could not use, with the reason
     handoffs: Text = "tracktor.handoffs"        # a merged-away person's state, to its survivor (per-person jobs)
-    control: Text = "tracktor.control"          # definition changes while the jobs run (segments)
+    control: Text = "tracktor.control"          # definition changes while the jobs run (segments, campaigns)
+    actions: Text = "tracktor.actions"          # what campaigns and newsletters ask to be done (workflow_runner)
+    inapp: Text = "tracktor.inapp"              # in-app messages for the apps to show (bin/tracktor deliver)
 
     @model_validator(mode="after")
     def _distinct(self):
@@ -170,6 +172,34 @@ class CollectorSettings(Model):
         return url.rstrip("/") if url else url
 
 
+class SmtpSettings(Model):
+    host: Text = "127.0.0.1"
+    port: Port = 25
+    tls: Literal["none", "starttls", "ssl"] = "none"   # ssl: SMTPS (465); starttls: upgrade on 587
+    username: Text | None = None
+    password: Text | None = None
+    sender: Text = "Tracktor <noreply@localhost>"     # the letters' From
+    timeout: Annotated[Duration, Field(gt=0)] = 10.0
+
+
+class DeliverySettings(Model):
+    """`bin/tracktor deliver` (tracktor/delivery/): how actions are performed and retried."""
+    smtp: SmtpSettings = SmtpSettings()
+    max_attempts: PositiveInt = 8              # then the action is recorded as failed
+    backoff: Annotated[Duration, Field(gt=0)] = 1.0       # before the second attempt; doubles each time
+    max_backoff: Annotated[Duration, Field(gt=0)] = 30.0
+    webhook_timeout: Annotated[Duration, Field(gt=0)] = 10.0
+    # Where letters' open pixel and links point (the collector's /o/ and /c/); default: the
+    # collector's public_url, else http://collector.host:collector.port.
+    tracking_url: Text | None = None
+    state: Text = "delivery.sqlite"            # the actions performed (idempotence), in data_dir
+
+    @field_validator("tracking_url")
+    @classmethod
+    def _no_trailing_slash(cls, url):
+        return url.rstrip("/") if url else url
+
+
 class ApiSettings(Model):
     host: Text = "127.0.0.1"
     port: Port = 8081
@@ -237,6 +267,7 @@ class App(Model):
     funnels: dict[str, Funnel] = {}
     metrics: dict[str, Metric] = {}
     segments: dict[str, Any] = {}
+    campaigns: dict[str, Any] = {}    # workflow campaigns (docs/workflows.md)
 
     _named = field_validator("funnels", "metrics", mode="before")(classmethod(lambda cls, v: _named(v)))
 
@@ -247,6 +278,18 @@ class App(Model):
         for name, node in segments.items():
             parse_segment(name, node)  # ValueError naming the segment and the condition
         return segments
+
+    @field_validator("campaigns")
+    @classmethod
+    def _campaigns_valid(cls, campaigns: dict) -> dict:
+        from udfs.campaigns import branch_keys, parse_campaign
+        for name, node in campaigns.items():
+            parse_campaign(name, node)  # ValueError naming the campaign and the block
+        return {name: branch_keys(node) for name, node in campaigns.items()}
+
+    def campaign_definitions(self) -> dict:
+        from udfs.campaigns import parse_campaign
+        return {name: parse_campaign(name, node) for name, node in self.campaigns.items()}
 
     def segment_definitions(self) -> dict:
         from udfs.segment_rules import parse_segment
@@ -293,6 +336,7 @@ class Config(Model):
     collector: CollectorSettings = CollectorSettings()
     api: ApiSettings = ApiSettings()
     identity: IdentitySettings = IdentitySettings()
+    delivery: DeliverySettings = DeliverySettings()
     logging: LogSettings = LogSettings()
     app_list: Annotated[tuple[App, ...], Field(alias="apps", min_length=1)]
 
@@ -330,6 +374,12 @@ class Config(Model):
             else:
                 tree[key] = value
         return type(self).model_validate(tree, context={"base": self.path.parent})
+
+    @property
+    def tracking_url(self) -> str:
+        """Where letters' tracking links point: the collector, as browsers reach it."""
+        c = self.collector
+        return self.delivery.tracking_url or c.public_url or f"http://{c.host}:{c.port}"
 
     def app(self, sid: str) -> App:
         if sid not in self.apps:

@@ -115,6 +115,11 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> Config:
             seg = analytics.segment(client, db, app.sid, name, first, last, limit=0)
             print(f"Segment {name}: {seg.count:,} members now; at the end of each day: "
                   + ", ".join(f"{n:,}" for _, n in seg.days))
+        for name in app.campaigns:
+            c = analytics.campaign(client, db, app.sid, name, limit=0)
+            print(f"Campaign {name}: entries per block " + (", ".join(f"{b['block']} {b['entered']:,}" for b in c.blocks)
+                                                            or "none yet")
+                  + " (its actions wait on tracktor.actions for `bin/tracktor deliver`)")
     client.close()
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; {sent:,} calls")
     shown = _shown(cfg.path)
@@ -123,6 +128,7 @@ def run_demo(cfg: Config, people: int = 2000, seed: int = 1) -> Config:
                     "report metric site_visitors --app demo-video --range last-7-days",
                     "report funnel checkout --app demo-shop --range last-7-days --people 3 --dropped",
                     "report segment big_spenders --app demo-shop --range last-7-days",
+                    "report campaign free_movie_fans --app demo-video",
                     "serve"):
         print(f"  bin/tracktor --config {shown} {command}")
     print(f"The last one serves the dashboard at http://{cfg.api.host}:{cfg.api.port}/ (`bin/tracktor demo --serve` "

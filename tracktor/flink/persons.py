@@ -21,7 +21,7 @@ from tracktor.flink.bundling import bundle_output_type, bundle_row, bundled, unb
 from tracktor.flink.environment import jvm
 from udfs.envelope import BadRecord, dead_letter, failure_reason
 from udfs.outputs import Outputs
-from udfs.persons import Router
+from udfs.persons import Router, segment_change
 from udfs.state import BufferedStore, JsonStore
 
 END_OF_INPUT = 2 ** 63 - 1
@@ -35,8 +35,8 @@ def wake_second(t: int) -> int:
 
 class PersonFunction(KeyedProcessFunction):
     """Hands each record of a bundle to its person's Router, and wakes persons on time.
-    `logic` is the job's udfs Logic; its inputs are events (tracktor.events, .derived) and
-    the job's own handoffs."""
+    `logic` is the job's udfs Logic; its inputs are events (tracktor.events, .derived), segment
+    changes (tracktor.segments, as events of kind `segment`) and the job's own handoffs."""
 
     def __init__(self, job: str, logic, topics: dict):
         self.job, self.logic, self.topics = job, logic, topics
@@ -67,6 +67,8 @@ class PersonFunction(KeyedProcessFunction):
                     continue
                 if "job" in record and record["job"] != self.job:
                     continue  # another job's handoff
+                if role == "segments":
+                    record = segment_change(record)
                 key = _person_of(record)
                 self._step(key, ctx, emit, lambda entry: self.router.on_record(key, entry, record, ts, emit))
             except Exception as e:  # noqa: BLE001 - one record must never stop the job
@@ -110,7 +112,10 @@ class PersonFunction(KeyedProcessFunction):
     def _define(self, record: dict, ts: int, ctx, emit) -> None:
         """A definition added, changed or deleted: taken in (the job keeps the last good one
         when it is invalid), then every person of its app in this bucket evaluated again."""
-        key, app = self.logic.change_of(record)
+        change = self.logic.change_of(record)
+        if change is None:
+            return  # another job's definition
+        key, app = change
         known = self.definitions.get(key)
         if known is not None and known["version"] >= ts:
             return  # seen already (a replay of the control topic)

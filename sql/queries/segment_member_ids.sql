@@ -1,0 +1,1 @@
+SELECT person_id FROM {database}.segment_members(app = {app:String}, segment = {segment:String})

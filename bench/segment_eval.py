@@ -28,7 +28,6 @@ next checkpoint).
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import statistics
 import subprocess
@@ -41,9 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Figure, arguments, report  # noqa: E402
+from bench.persons import APP, Nothing, bounded_rate, events, load_events, warm_up  # noqa: E402
 
-APP = "demo-video"
-NAMES = [f"E{i:02d}" for i in range(20)]
 TEN = [
     {"where": {"property": "plan", "op": "eq", "value": "premium"}},
     {"where": {"property": "age", "op": "gte", "value": 30}},
@@ -70,55 +68,6 @@ def segments(n: int) -> dict:
             text = text.replace("30", str(30 + k)).replace("500", str(500 + 10 * k))
         out[f"s{i:03d}"] = json.loads(text)
     return out
-
-
-def events(people: int, count: int, start_ms: int):
-    rnd = random.Random(7)
-    for i in range(count):
-        person = f"u{rnd.randrange(people)}"
-        t = start_ms + i * 50
-        if i % 5 == 0:
-            data = {rnd.choice(["plan", "age", "city", "total_spent"]):
-                    rnd.choice(["premium", "free", 25, 41, "London", "Paris", 120, 900])}
-            kind, name = "set", "$set"
-        else:
-            kind, name, data = "track", rnd.choice(NAMES), {"category": rnd.choice(["tires", "oil", "seats"])}
-        yield {"event_id": f"e{i}", "app": APP, "kind": kind, "event": name, "distinct_id": person,
-               "person_id": person, "ts": t, "received_at": t, "data": data}
-
-
-class Nothing:
-    """A Logic that decides nothing: the per-person job's plumbing alone (the baseline)."""
-
-    def new(self, app, person):
-        return {}
-
-    def apply(self, s, event, ts, out):
-        s["n"] = s.get("n", 0) + 1
-
-    def fire(self, s, now, out):
-        pass
-
-    def due(self, s):
-        return None
-
-    def combine(self, s, other, at, out):
-        pass
-
-    def leave(self, s, at, reason, out):
-        pass
-
-    def empty(self, s):
-        return False
-
-    def revisit(self, s, now, out, cause):
-        pass
-
-    def change_of(self, record):
-        return f"{record.get('app')}:{record.get('name')}", record.get("app")
-
-    def adopt(self, key, definition):
-        pass
 
 
 def with_segments(cfg, definitions: dict):
@@ -240,12 +189,8 @@ def main() -> None:
     if args.latency_off:
         intervals = ()
 
-    from tests.conftest import BEGINNING, make_config
-    from tracktor.dev import loader
+    from tests.conftest import BEGINNING
     from tracktor.dev.kafka_local import LocalKafka
-    from tracktor.flink import runner
-    from tracktor.flink.persons import build_person_job
-    from tracktor.topics import ensure_topics
     from udfs.segment_rules import parse_segment
     from udfs.segments import SegmentLogic
     import jobs
@@ -257,39 +202,13 @@ def main() -> None:
         with LocalKafka(tmp / "kafka") as broker:
             bs = broker.bootstrap_servers
             records = list(events(people, count, BEGINNING))
-
-            def config(name: str, events_topic: str | None = None):
-                (tmp / name).mkdir()
-                cfg = make_config(tmp / name, name, bs, **({"person_buckets": args.buckets} if args.buckets else {}))
-                if events_topic:
-                    cfg = cfg.updated(kafka={"topics": {"events": events_topic}})
-                ensure_topics(bs, cfg.kafka, partitions=2)
-                return cfg
-
-            loaded = config("events")
-            loader.send(bs, loaded.topics["events"], records, label="events loaded")
-            loader.send_heartbeat(bs, loaded.topics["events"], records[-1]["ts"] + 3_600_000)
-            empty_events = config("empty").topics["events"]
-
-            def job_with(logic):
-                return runner.Job("segment_eval", seg_job.inputs, seg_job.outputs,
-                                  lambda inputs, cfg: build_person_job(seg_job, logic, inputs, cfg),
-                                  clock_inputs=seg_job.clock_inputs)
+            loaded, empty_events = load_events(tmp, bs, records)
 
             def rate(label: str, logic) -> float:
-                job = job_with(logic)
-                t = time.monotonic()
-                runner.run(job, config(f"{label}-empty", empty_events), bs, bounded=True)
-                start = time.monotonic() - t
-                t = time.monotonic()
-                runner.run(job, config(label, loaded.topics["events"]), bs, bounded=True)
-                wall = time.monotonic() - t
-                r = count / max(0.1, wall - start)
-                print(f"{label}: {count:,} events of {people:,} people in {wall:.1f}s ({start:.1f}s start-up): "
-                      f"{r:,.0f} events/s", flush=True)
-                return r
+                return bounded_rate(tmp, bs, seg_job, logic, label, loaded, empty_events, count, people,
+                                    args.buckets)
 
-            runner.run(job_with(Nothing()), config("warm-up", empty_events), bs, bounded=True)  # the JVM's JIT
+            warm_up(tmp, bs, seg_job, empty_events)
             base = rate("nothing", Nothing())
             for n in sizes:
                 logic = SegmentLogic({APP: {k: parse_segment(k, d) for k, d in segments(n).items()}})

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from bench.common import ROOT, figures_in, fmt
 
-BENCHES = ("collector", "jobs", "segment_eval", "freshness", "queries", "warehouse_http", "startup")
+BENCHES = ("collector", "jobs", "segment_eval", "workflows", "freshness", "queries", "warehouse_http", "startup")
 TIMEOUT_S = {"quick": 600, "full": 3600}
 
 

@@ -17,7 +17,7 @@ from udfs.workflows import WorkflowLogic
 
 
 def logic(cfg) -> WorkflowLogic:
-    return WorkflowLogic({app.sid: app.campaign_definitions() for app in cfg.app_list})
+    return WorkflowLogic({app.sid: app.campaign_definitions() for app in cfg.app_list}, topics=cfg.topics)
 
 
 def build(inputs: dict, cfg):

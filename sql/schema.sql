@@ -8,7 +8,7 @@ AS SELECT
     uniqExact(person_id) AS people
 FROM tracktor.events
 FINAL
-WHERE (app = {app:String}) AND (event = 'Campaign step') AND (JSONExtractString(data, 'campaign') = {campaign:String})
+WHERE (app = {app:String}) AND (event = 'Campaign step') AND (kind = 'derived') AND (JSONExtractString(data, 'campaign') = {campaign:String})
 GROUP BY block;
 
 -- deleted_ids
@@ -134,7 +134,7 @@ AS SELECT
     minIf(ts, (event IN ('Letter sent', 'Letter bounced', 'Letter failed'))) AS sent_at
 FROM tracktor.events
 FINAL
-WHERE (app = {app:String}) AND (JSONExtractString(data, 'campaign') = {campaign:String}) AND (event IN ('Letter sent', 'Letter bounced', 'Letter failed', 'Letter opened', 'Letter clicked'))
+WHERE (app = {app:String}) AND (JSONExtractString(data, 'campaign') = {campaign:String}) AND (((kind = 'derived') AND (event IN ('Letter sent', 'Letter bounced', 'Letter failed'))) OR ((kind = 'track') AND (event IN ('Letter opened', 'Letter clicked'))))
 GROUP BY action_id;
 
 -- metric_conversion_daily

@@ -76,6 +76,8 @@ def test_envelopes_match_the_raw_schema():
     ("set", {"ts": "1429186474", "id": "u", "data": "[1]"}, 400, "'data' is not a JSON object"),
     ("alias", {"ts": "1429186474", "srcid": "a"}, 400, "missing parameter 'destid'"),
     ("teleport", {"ts": "1429186474", "id": "u"}, 400, "unknown method"),
+    ("track", {"ts": "1429186474", "id": "u", "action": "Letter opened"}, 400, "the pipeline makes itself"),
+    ("track", {"ts": "1429186474", "id": "u", "action": "Campaign step"}, 400, "the pipeline makes itself"),
 ])
 def test_bad_calls_say_which_parameter(method, params, status, reason):
     with pytest.raises(CallError) as err:

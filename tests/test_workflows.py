@@ -74,8 +74,24 @@ def test_the_seeds_campaign_sends_one_letter_on_the_20th_movie_to_a_free_person(
     letter = sent[0]["letter"]
     assert letter["to"] == "ann@example.com" and letter["subject"] == "A present for you, Ann <b>"
     assert "Hi Ann &lt;b&gt;" in letter["html"]  # a property never adds markup
-    assert steps(sim).count(("free_movie_fans", "limit")) == 40  # 20 entries each; after that none
-    assert steps(sim).count(("free_movie_fans", "plan")) == 2 and steps(sim).count(("free_movie_fans", "offer")) == 1
+    assert steps(sim).count(("free_movie_fans", "limit")) == 50  # every entry reaches the limit block...
+    assert steps(sim).count(("free_movie_fans", "plan")) == 2       # ...and goes on from it once, at the 20th
+    assert steps(sim).count(("free_movie_fans", "offer")) == 1
+
+
+def test_a_merge_that_jumps_past_the_entry_limit_still_takes_no_once():
+    sim = Sim(logic(free_movie_fans=SEED), "workflow_runner")
+    feed(sim, [props("anon", T0, plan="free", email="a@x"), props("user", T0, plan="free")])
+    feed(sim, [event("anon", "Movie watch", T0 + i * MIN) for i in range(1, 15)])
+    feed(sim, [event("user", "Movie watch", T0 + i * MIN) for i in range(15, 25)])  # 14 + 10: never the 20th alone
+    feed(sim, [event("user", "$merge", T0 + 30 * MIN, "merge", {"merged": ["anon"]}),
+               event("anon", "$merge", T0 + 30 * MIN, "merge", {"merged_into": "user"})])
+    sim.clock(T0 + 31 * MIN)
+    sim.deliver()
+    sim.clock(T0 + 31 * MIN)
+    assert sim.entries[f"{APP}:user"]["s"]["entries"] == {"free_movie_fans": 24} and not actions(sim)
+    feed(sim, [event("user", "Movie watch", T0 + i * MIN) for i in range(40, 45)])  # the 25th .. 29th
+    assert [(a["person_id"], a["entry"]) for a in actions(sim)] == [("user", 25)]
 
 
 def test_a_wait_until_goes_on_by_yes_when_the_event_comes_and_by_no_when_the_time_is_up():
@@ -159,11 +175,14 @@ def test_a_merge_hands_runs_and_entries_over_and_action_ids_stay_the_runs_own():
     assert hook["webhook"]["payload"] == {"who": "a@x"}  # the properties came along
 
 
-def test_a_deleted_person_gets_nothing_more():
+def test_a_deleted_person_gets_nothing_more_and_an_id_that_comes_back_is_someone_new():
     sim = Sim(logic(reminder=REMINDER), "workflow_runner")
     feed(sim, [event("u1", "Cart abandoned", T0, "derived"), event("u1", "$delete", T0 + MIN, "delete")])
     sim.clock(T0 + 2 * 86_400_000)
     assert [a["block"] for a in actions(sim)] == ["first"]
+    feed(sim, [event("u1", "Cart abandoned", T0 + 3 * 86_400_000, "derived")])
+    first, again = actions(sim)[0], actions(sim)[-1]
+    assert again["block"] == "first" and again["entry"] == 1 and again["action_id"] != first["action_id"]
 
 
 def test_a_changed_campaign_ends_runs_waiting_in_a_block_that_is_gone():
@@ -189,7 +208,8 @@ def test_a_changed_campaign_ends_runs_waiting_in_a_block_that_is_gone():
     ({"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"wait": "1h", "yes": "a"}}}, "by next, not yes"),
     ({"trigger": {"event": "x"}, "start": "nope", "blocks": {"a": {"wait": "1h"}}}, "start: no block 'nope'"),
     ({"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"wait": "soon"}}}, "a duration like 30m"),
-    ({"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"emit": {"event": "x"}}}}, "own trigger event"),
+    ({"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"webhook": {"url": "http://h", "payload": {"a": {1: 2}}}}}},
+     "a key that is not a string"),
     ({"trigger": {"event": "Campaign step"}, "start": "a", "blocks": {"a": {"wait": "1h"}}}, "the runner's own event"),
     ({"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"webhook": {"url": "file:///etc/passwd"}}}},
      "must start with http"),
@@ -202,6 +222,56 @@ def test_invalid_campaigns_are_refused_naming_the_fault(bad, says):
     with pytest.raises(ValueError, match="campaign 'c'") as e:
         parse_campaign("c", bad)
     assert says in str(e.value)
+
+
+def test_campaigns_whose_actions_trigger_each_other_are_refused():
+    from udfs.campaigns import check_no_loops
+
+    def c(name, trigger, block):
+        return parse_campaign(name, {"trigger": trigger, "start": "a", "blocks": {"a": block}})
+    letter = {"letter": {"subject": "s", "body": "b"}}
+    for loop, says in [
+        ({"a": c("a", {"event": "x"}, {"emit": {"event": "x"}})}, "a -> a"),
+        ({"a": c("a", {"event": "y"}, {"emit": {"event": "x"}}), "b": c("b", {"event": "x"}, {"emit": {"event": "y"}})},
+         "a -> b -> a"),
+        ({"a": c("a", {"event": "Letter sent"}, letter)}, "a -> a"),
+        ({"a": c("a", {"event": "Letter clicked"}, letter)}, "a -> a"),
+        ({"a": c("a", {"property": "p"}, {"set": {"p": 1}})}, "a -> a"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            check_no_loops(loop)
+    check_no_loops({"a": c("a", {"event": "x"}, letter), "b": c("b", {"event": "Letter opened"}, {"set": {"q": 1}})})
+    lg = logic(a={"trigger": {"event": "y"}, "start": "a", "blocks": {"a": {"emit": {"event": "x"}}}})
+    with pytest.raises(ValueError, match="without end"):
+        lg.adopt(f"{APP}:b", {"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"emit": {"event": "y"}}}})
+    assert list(lg.definitions(APP).campaigns) == ["a"]  # the last good ones stay
+
+
+def test_a_run_waiting_in_a_block_changed_elsewhere_ends_instead_of_failing():
+    lg = logic(reminder=REMINDER)
+    sim = Sim(lg, "workflow_runner")
+    feed(sim, [event("u1", "Cart abandoned", T0, "derived")])
+    changed = copy.deepcopy(REMINDER)
+    changed["blocks"]["wait"] = {"wait": "1h", "next": "second"}  # no longer waits for Cart purchased
+    lg.adopt(f"{APP}:reminder", changed)  # another bucket took it in; this one is not revisited yet
+    feed(sim, [event("u1", "Cart purchased", T0 + MIN, "derived")])
+    sim.clock(T0 + 3 * 86_400_000)
+    assert not [r for role, _, r, _ in sim.outputs if role == "dead_letter"]
+    assert not sim.entries.get(f"{APP}:u1", {"s": {"runs": {}}})["s"]["runs"]
+
+
+def test_a_bad_event_is_a_dead_letter_and_the_person_goes_on():
+    sim = Sim(WorkflowLogic({APP: {"w": parse_campaign("w", {"trigger": {"segment": "vip"}, "start": "a",
+                                                                "blocks": {"a": {"in_app": {"body": "hi"}}}})}},
+                            topics={"segments": "t.segments"}), "workflow_runner")
+    bad = {"event_id": "s1", "app": APP, "kind": "segment", "event": "vip", "person_id": "u1", "ts": T0, "data": {}}
+    sim.record(f"{APP}:u1", bad, T0)
+    feed(sim, [segment_change({"app": APP, "segment": "vip", "person_id": "u1", "change": "entered", "ts": T0 + 1,
+                               "version": 1})])
+    sim.clock(T0 + 2000)  # the job's timers fire on whole seconds
+    (dead,) = [r for role, _, r, _ in sim.outputs if role == "dead_letter"]
+    assert dead["topic"] == "t.segments" and "change" in dead["reason"]
+    assert [a["campaign"] for a in actions(sim)] == ["w"]
 
 
 def test_templates_and_tracking_tokens():

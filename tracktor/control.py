@@ -11,7 +11,7 @@ import orjson
 
 from tracktor.config import Config
 from udfs.limits import MAX_ID_LENGTH
-from udfs.campaigns import branch_keys, parse_campaign
+from udfs.campaigns import branch_keys, check_no_loops, parse_campaign
 from udfs.segment_rules import parse_segment
 
 MAX_NAME_LENGTH = 256  # a segment's or campaign's name (schemas/tracktor.control.schema.json)
@@ -54,6 +54,9 @@ def publish(cfg: Config, app: str, kind: str, changes: dict[str, dict | None]) -
                 definition = branch_keys(definition)  # YAML's bare yes: / no: keys, as the branches they name
         record = {"kind": kind, "app": app, "name": name, "definition": definition}
         records.append((f"{app}:{name}".encode(), orjson.dumps(record)))  # all of them, before any is sent
+    if kind == "campaign":  # with the configured ones (workflow_runner checks again against what it runs)
+        check_no_loops({n: parse_campaign(n, d) for n, d in {**cfg.apps[app].campaigns, **changes}.items()
+                        if d is not None})
     producer = producer_for(cfg)
     failures = []
     for key, value in records:

@@ -19,20 +19,31 @@ has no cycles, so a run takes at most one step per block.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
 from udfs.limits import check_json
 from udfs.segment_rules import MAX_DEFINITION_DEPTH, Segment, Text, invalid, parse_segment
 
 MAX_BLOCKS = 64
+MAX_VALUES = 10_000                   # JSON values in one definition
+NEWSLETTER_PREFIX = "newsletter:"     # the statistics of newsletter NAME are campaign newsletter:NAME
 MAX_TEMPLATE_CHARS = 100_000          # a letter's body, an in-app message
 MAX_WAIT_MS = 400 * 86_400_000        # the longest delay
 FILTERS = ("entry_limit", "where", "in_segment", "wait_until")
 ACTIONS = ("letter", "in_app", "webhook", "set", "emit")
 KINDS = ("entry_limit", "where", "in_segment", "wait", "wait_until", *ACTIONS)
 STEP_EVENT = "Campaign step"          # the runner's own derived event: no campaign triggers on it
+# What delivery records (tracktor/delivery/service.py) per action kind: done, refused, failed.
+OUTCOME_EVENTS = {"letter": ("Letter sent", "Letter bounced", "Letter failed"),
+                  "webhook": ("Webhook called", "Webhook failed", "Webhook failed"),
+                  "in_app": ("Message sent",)}
+LETTER_OPENED, LETTER_CLICKED = "Letter opened", "Letter clicked"   # the collector's /o/ and /c/
+# The pipeline's own events: no client may send them (the collector refuses them with 400).
+OWN_EVENTS = frozenset({STEP_EVENT, LETTER_OPENED, LETTER_CLICKED, *(n for o in OUTCOME_EVENTS.values() for n in o)})
 _UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 
 
@@ -164,8 +175,6 @@ class Campaign(_Model):
             for to in block.branches:
                 if to not in self.blocks:
                     raise ValueError(f"blocks.{bid}: no block {to!r} to go on to")
-            if block.emit is not None and block.emit.event == self.trigger.event:
-                raise ValueError(f"blocks.{bid}: emits the campaign's own trigger event {block.emit.event!r}")
         self._no_cycle()
         return self
 
@@ -185,12 +194,57 @@ class Campaign(_Model):
             visit(bid, ())
 
     def conditions(self) -> dict[str, Segment]:
-        """The `where` filters as segment conditions, named `campaign/block`."""
-        return {f"{self.name}/{bid}": parse_segment(f"{self.name}/{bid}", {"where": b.where})
+        """The `where` filters as segment conditions, each named by `condition_name`."""
+        return {condition_name(self.name, bid): parse_segment(condition_name(self.name, bid), {"where": b.where})
                 for bid, b in self.blocks.items() if b.where is not None}
+
+    def produces(self) -> tuple[set[str], set[str]]:
+        """The events (its actions' outcomes, its emits) and properties its actions make."""
+        events, props = set(), set()
+        for b in self.blocks.values():
+            events |= set(OUTCOME_EVENTS.get(b.kind, ()))
+            if b.letter is not None:
+                events |= {LETTER_OPENED, LETTER_CLICKED}
+            if b.emit is not None:
+                events.add(b.emit.event)
+            if b.set is not None:
+                props |= set(b.set)
+        return events, props
 
     def letter_name(self, bid: str) -> str:
         return self.blocks[bid].letter.name or bid
+
+
+def condition_name(campaign: str, block: str) -> str:
+    """A `where` filter's name among the app's conditions: one per (campaign, block), whatever
+    characters the two names hold."""
+    return "c-" + hashlib.sha256(orjson.dumps([campaign, block])).hexdigest()[:24]
+
+
+def check_no_loops(campaigns: dict[str, "Campaign"]) -> None:
+    """ValueError naming the loop when a campaign's actions can trigger itself, or another
+    that leads back to it (an emit of a trigger event, a letter of a campaign triggered by
+    Letter sent, a set of a trigger property). Segment triggers are not followed: which
+    segment an action changes is only known at run time."""
+    edges = {}
+    for name, c in campaigns.items():
+        events, props = c.produces()
+        edges[name] = sorted(other for other, o in campaigns.items()
+                             if o.trigger.event in events or o.trigger.property in props)
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: tuple) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            loop = " -> ".join((*path[path.index(name):], name))
+            raise ValueError(f"campaigns {loop}: each one's actions trigger the next, without end")
+        state[name] = 1
+        for other in edges[name]:
+            visit(other, (*path, name))
+        state[name] = 2
+    for name in sorted(campaigns):
+        visit(name, ())
 
 
 def branch_keys(node):
@@ -205,7 +259,9 @@ def branch_keys(node):
 def parse_campaign(name: str, node) -> Campaign:
     """A definition, validated; ValueError naming the campaign and the field at fault."""
     node = branch_keys(node)
-    check_json(node, f"campaign {name!r}", MAX_DEFINITION_DEPTH)
+    check_json(node, f"campaign {name!r}", MAX_DEFINITION_DEPTH, max_values=MAX_VALUES)  # string keys only
+    if name.startswith(NEWSLETTER_PREFIX):
+        raise ValueError(f"campaign {name!r}: names starting {NEWSLETTER_PREFIX!r} are newsletters'")
     try:
         campaign = Campaign.model_validate({**node, "name": name} if isinstance(node, dict) else node)
         campaign.conditions()  # the where filters, as segment conditions

@@ -3,8 +3,9 @@
 
 A token is `payload.signature`, both base64url: the payload is JSON naming the app, the
 person, the action (the letter sent), its campaign and letter and, for a click, the link's
-address; the signature is HMAC-SHA256 over the payload with the app's secret, so a token
-cannot be forged or changed (and a click link cannot be made to redirect anywhere else).
+address; the signature is HMAC-SHA256 over the payload with a key derived from the app's secret, so a
+token cannot be forged or changed (and a click link cannot be made to redirect anywhere else).
+A link's address is percent-encoded to printable ASCII before it is signed.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import html
 import re
+from urllib.parse import quote
 
 import orjson
 
@@ -53,10 +55,26 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _key(secret: str) -> bytes:
+    """The links' own key, derived from the app's secret: the secret itself signs identities
+    (HMAC of an id), so an app signing ids its users choose could otherwise be made to sign
+    a token."""
+    return hmac.new(secret.encode(), b"tracktor-letter-links-v1", hashlib.sha256).digest()
+
+
+def _mac(secret: str, payload: str) -> bytes:
+    return hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest()[:16]
+
+
+def safe_url(url: str) -> str:
+    """The address as a Location header may carry it: characters outside printable ASCII
+    percent-encoded (UTF-8), so no line break or other control character gets through."""
+    return quote(url, safe="!#$%&'()*+,/:;=?@[]~-._")
+
+
 def sign(secret: str, fields: dict) -> str:
     payload = _b64(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
-    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
-    return f"{payload}.{_b64(mac)}"
+    return f"{payload}.{_b64(_mac(secret, payload))}"
 
 
 def token_app(token: str) -> str:
@@ -68,7 +86,7 @@ def verify(secret: str, token: str) -> dict:
     """The token's fields, or ValueError when it is malformed or not signed with `secret`."""
     fields = _fields(token)
     payload, _, mac = token.partition(".")
-    want = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
+    want = _mac(secret, payload)
     try:
         given = _unb64(mac)
     except ValueError:
@@ -88,7 +106,8 @@ def _fields(token: str) -> dict:
     if not isinstance(fields, dict) or not all(isinstance(fields.get(k), str) and fields[k]
                                                for k in ("a", "p", "id", "c", "l")):
         raise ValueError("not a tracking link")
-    if "u" in fields and not (isinstance(fields["u"], str) and fields["u"].startswith(("http://", "https://"))):
+    if "u" in fields and not (isinstance(fields["u"], str) and fields["u"].startswith(("http://", "https://"))
+                              and fields["u"] == safe_url(fields["u"])):
         raise ValueError("not a tracking link")
     return fields
 
@@ -96,7 +115,9 @@ def _fields(token: str) -> dict:
 def tracked(body: str, base_url: str, secret: str, fields: dict) -> str:
     """The letter's HTML with each http(s) link going through `/c/` and an open pixel at the end."""
     def link(m: re.Match) -> str:
-        url = html.unescape(m.group(3))
-        return f'{m.group(1)}{m.group(2)}{base_url}/c/{sign(secret, {**fields, "u": url})}{m.group(2)}'
+        token = sign(secret, {**fields, "u": safe_url(html.unescape(m.group(3)))})
+        if len(token) > MAX_TOKEN_CHARS:
+            return m.group(0)  # too long an address to carry: the link stays as it is, untracked
+        return f'{m.group(1)}{m.group(2)}{base_url}/c/{token}{m.group(2)}'
     pixel = f'<img src="{base_url}/o/{sign(secret, fields)}" width="1" height="1" alt="">'
     return _LINK.sub(link, body) + pixel

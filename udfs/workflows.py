@@ -12,22 +12,25 @@ the person is in one of that campaign already: the run goes through the blocks a
 to a delay or its end. Each block passed is a `Campaign step` event (the statistics), and
 each action one request on tracktor.actions. Time is the log time, as in cart_timeout: a
 delay ends when the job's clock (the watermark) passes it, so a replay decides alike.
-Every id is deterministic: a run is (app, campaign, the person it began with, entry
-number), an action that run and its block, so a replay or a restart writes the same ids and
-delivery performs each once.
+Every id is deterministic: a run is (app, campaign, the person it began with and their
+first moment, entry number), an action that run and its block, so a replay or a restart
+writes the same ids and delivery performs each once.
 """
 from __future__ import annotations
 
 import hashlib
 from bisect import insort
 
-from udfs.campaigns import STEP_EVENT, Campaign, duration_ms, parse_campaign
-from udfs.envelope import BadRecord
+import orjson
+
+from udfs.campaigns import STEP_EVENT, Campaign, check_no_loops, condition_name, duration_ms, parse_campaign
+from udfs.envelope import BadRecord, dead_letter, failure_reason
 from udfs.letters import render, render_values
 from udfs.segments import (HISTORY_DAYS, AppSegments, combine_facts, day_of, holds, observe, trim,
                            visible)
 
-MAX_PENDING = 1000  # events queued per person for the clock; past it the oldest is taken at once
+MAX_PENDING = 1000             # events queued per person for the clock; past it the oldest are taken at once,
+MAX_PENDING_BYTES = 256 * 1024  # as past this many bytes of them
 _ORDER = {"set": 0, "segment": 1}  # at one moment: properties, then segment changes, then events
 
 
@@ -61,8 +64,7 @@ class AppCampaigns:
 
 
 def action_id(app: str, campaign: str, origin: str, entry: int, block: str) -> str:
-    key = "\x1f".join((app, campaign, origin, str(entry), block))
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    return hashlib.sha256(orjson.dumps([app, campaign, origin, entry, block])).hexdigest()[:32]
 
 
 class WorkflowLogic:
@@ -71,9 +73,11 @@ class WorkflowLogic:
     "now"}; a run: {"n": its entry, "origin": the person it began with, "block", "due": when
     its delay ends or None, "until": the event it waits for or None}."""
 
-    def __init__(self, apps: dict[str, dict[str, Campaign]], history_days: int = HISTORY_DAYS):
+    def __init__(self, apps: dict[str, dict[str, Campaign]], history_days: int = HISTORY_DAYS,
+                 topics: dict[str, str] | None = None):
         self.apps = {app: AppCampaigns(c) for app, c in apps.items()}
         self.history_days = history_days
+        self.topics = topics or {}  # topic names by role, for dead letters
 
     def definitions(self, app: str) -> AppCampaigns:
         return self.apps.setdefault(app, AppCampaigns({}))
@@ -104,6 +108,7 @@ class WorkflowLogic:
             campaigns.pop(name, None)
         else:
             campaigns[name] = parse_campaign(name, definition)
+        check_no_loops(campaigns)
         self.apps[app] = AppCampaigns(campaigns)
 
     # -- Logic ---------------------------------------------------------------------------
@@ -120,13 +125,26 @@ class WorkflowLogic:
             return
         if kind not in ("set", "segment") and not defs.wants(name):
             return
+        self._queue(s, [ts, _ORDER.get(kind, 2), event["event_id"], event, len(orjson.dumps(event))], out)
+
+    def _queue(self, s: dict, item: list, out) -> None:
+        """Into the person's queue, in time order; past MAX_PENDING events or MAX_PENDING_BYTES
+        (the clock has stalled) the oldest are taken at once, so the state stays bounded."""
         pending = s.setdefault("pending", [])
-        item = [ts, _ORDER.get(kind, 2), event["event_id"], event]
         if any(p[2] == item[2] for p in pending):
             return  # read twice
         insort(pending, item, key=lambda p: p[:3])
-        if len(pending) > MAX_PENDING:  # the clock has stalled: the oldest is taken now
-            self._take(s, pending.pop(0), out)
+        s["pending_bytes"] = s.get("pending_bytes", 0) + item[4]
+        while len(pending) > MAX_PENDING or s["pending_bytes"] > MAX_PENDING_BYTES:
+            self._take_or_refuse(s, self._pop(s), out)
+
+    @staticmethod
+    def _pop(s: dict) -> list:
+        item = s["pending"].pop(0)
+        s["pending_bytes"] -= item[4]
+        if not s["pending"]:
+            del s["pending"], s["pending_bytes"]
+        return item
 
     def due(self, s: dict) -> int | None:
         times = [run["due"] for run in s["runs"].values() if run.get("due") is not None]
@@ -143,10 +161,8 @@ class WorkflowLogic:
             waiting = sorted((run["due"], name) for name, run in s["runs"].items()
                              if run.get("due") is not None and run["due"] <= now)
             if pending and pending[0][0] <= now and (not waiting or pending[0][0] <= waiting[0][0]):
-                self._take(s, pending.pop(0), out)
+                self._take_or_refuse(s, self._pop(s), out)
                 continue
-            if not pending:
-                s.pop("pending", None)
             if not waiting:
                 return
             at, name = waiting[0]
@@ -157,17 +173,33 @@ class WorkflowLogic:
                 continue
             block = campaign.blocks[run["block"]]
             run["until"] = run["due"] = None
+            if block.kind not in ("wait", "wait_until"):
+                del s["runs"][name]  # changed while it waited
+                continue
             self._go(s, campaign, run, block.next if block.kind == "wait" else block.no, at, out)
+
+    def _take_or_refuse(self, s: dict, item: list, out) -> None:
+        """`_take`, or the event to the dead letters with the reason (the person goes on)."""
+        try:
+            self._take(s, item, out)
+        except Exception as e:  # noqa: BLE001 - one event must never stop the person, nor the job
+            event = item[3]
+            role = "segments" if event["kind"] == "segment" else "derived" if event["kind"] == "derived" else "events"
+            out("dead_letter", "workflow_runner", dead_letter("workflow_runner", self.topics.get(role, role),
+                                                              failure_reason(e), orjson.dumps(event).decode()), item[0])
 
     def _take(self, s: dict, item: list, out) -> None:
         """One event, at its time: the person's facts, then the runs it resumes and those it starts."""
-        ts, _, _, event = item
+        ts, event = item[0], item[3]
         kind, name = event["kind"], event["event"]
         defs = self.definitions(s["app"])
         s["now"] = max(s["now"], ts)
+        s.setdefault("born", ts)  # this person's first moment: a deleted id that comes back is someone new
         self._trim(s, defs)
         if kind == "segment":
-            change = event["data"]["change"]
+            change = event["data"].get("change")
+            if change not in ("entered", "exited"):
+                raise BadRecord("a segment change needs change: entered or exited")
             members = set(s["in"]) - {name}
             s["in"] = sorted(members | {name} if change == "entered" else members)
             started = defs.by_segment.get((name, change), ())
@@ -181,11 +213,15 @@ class WorkflowLogic:
             if defs.reads(name):
                 observe(s, defs.facts, event, ts)
             for campaign in sorted(s["runs"]):  # runs waiting for this event go on
-                run = s["runs"][campaign]
-                if run.get("until") == name and campaign in defs.campaigns:
-                    run["until"] = run["due"] = None
-                    self._go(s, defs.campaigns[campaign], run, defs.campaigns[campaign].blocks[run["block"]].yes,
-                             ts, out)
+                run, c = s["runs"][campaign], defs.campaigns.get(campaign)
+                if run.get("until") != name:
+                    continue
+                block = c.blocks.get(run["block"]) if c is not None else None
+                if block is None or block.wait_until is None:
+                    del s["runs"][campaign]  # changed while it waited (this bucket not revisited yet)
+                    continue
+                run["until"] = run["due"] = None
+                self._go(s, c, run, block.yes, ts, out)
             started = defs.by_event.get(name, ())
         for campaign in started:
             self._enter(s, defs.campaigns[campaign], ts, out)
@@ -193,11 +229,13 @@ class WorkflowLogic:
     def combine(self, s: dict, other: dict, at: int, out) -> None:
         combine_facts(s, other)
         for item in other.get("pending") or []:
-            if not any(p[2] == item[2] for p in s.setdefault("pending", [])):
-                insort(s["pending"], item, key=lambda p: p[:3])
+            self._queue(s, item, out)
         s["in"] = sorted(set(s["in"]) | set(other.get("in") or []))
         for name, n in (other.get("entries") or {}).items():
             s["entries"][name] = s["entries"].get(name, 0) + n
+        for name, blocks in (other.get("reached") or {}).items():
+            mine = s.setdefault("reached", {}).setdefault(name, [])
+            mine += [b for b in blocks if b not in mine]
         for name, run in (other.get("runs") or {}).items():
             s["runs"].setdefault(name, run)  # a person in a campaign twice goes on with the survivor's run
         s["now"] = max(s["now"], other.get("now") or 0, at)
@@ -225,7 +263,8 @@ class WorkflowLogic:
             return  # one run per person and campaign at a time
         n = s["entries"].get(campaign.name, 0) + 1
         s["entries"][campaign.name] = n
-        run = {"n": n, "origin": s["person"], "block": campaign.start, "due": None, "until": None}
+        run = {"n": n, "origin": f"{s['person']}@{s.get('born', now)}", "block": campaign.start, "due": None,
+               "until": None}
         s["runs"][campaign.name] = run
         self._go(s, campaign, run, campaign.start, now, out)
 
@@ -235,15 +274,20 @@ class WorkflowLogic:
         while bid is not None:
             block = campaign.blocks[bid]
             kind = block.kind
-            if kind == "entry_limit" and run["n"] > block.entry_limit:
-                break  # past the limit: the person goes no further
             aid = action_id(s["app"], campaign.name, run["origin"], run["n"], bid)
             self._derived(s, STEP_EVENT, f"{aid}:step", now, {"campaign": campaign.name, "block": bid, "kind": kind,
                                                                "entry": run["n"]}, out)
             if kind == "entry_limit":
-                bid = block.yes if run["n"] < block.entry_limit else block.no
+                reached = s.setdefault("reached", {}).setdefault(campaign.name, [])
+                if run["n"] < block.entry_limit:
+                    bid = block.yes
+                elif bid not in reached:  # the limit is reached: "no", once (also when a merge jumped past it)
+                    reached.append(bid)
+                    bid = block.no
+                else:
+                    break  # past the limit: the person goes no further
             elif kind == "where":
-                cond = defs.facts.segments[f"{campaign.name}/{bid}"].where
+                cond = defs.facts.segments[condition_name(campaign.name, bid)].where
                 bid = block.yes if holds(cond, s, visible(s["props"]), day_of(now)) else block.no
             elif kind == "in_segment":
                 bid = block.yes if block.in_segment in s["in"] else block.no

@@ -1,13 +1,15 @@
 -- Workflow campaigns and letters (docs/workflows.md), read from the events their jobs write:
 -- `Campaign step` (workflow_runner: one per block a person passes), `Letter sent`, `Letter
 -- bounced`, `Letter failed` (bin/tracktor deliver), `Letter opened`, `Letter clicked` (the
--- collector's tracking links). Each carries the campaign (newsletters: newsletter:NAME).
+-- collector's tracking links; clients cannot send events of these names). Each carries the
+-- campaign (newsletters: newsletter:NAME).
 
 -- How many entries passed each block of `campaign`, and how many people.
 CREATE VIEW IF NOT EXISTS {database}.campaign_blocks AS
 SELECT JSONExtractString(data, 'block') AS block, count() AS entered, uniqExact(person_id) AS people
 FROM {database}.events FINAL
-WHERE app = {app:String} AND event = 'Campaign step' AND JSONExtractString(data, 'campaign') = {campaign:String}
+WHERE app = {app:String} AND event = 'Campaign step' AND kind = 'derived'
+  AND JSONExtractString(data, 'campaign') = {campaign:String}
 GROUP BY block;
 
 -- Each letter of `campaign` sent to one person (an action): its status, opens and clicks.
@@ -28,5 +30,6 @@ SELECT
     minIf(ts, event IN ('Letter sent', 'Letter bounced', 'Letter failed')) AS sent_at
 FROM {database}.events FINAL
 WHERE app = {app:String} AND JSONExtractString(data, 'campaign') = {campaign:String}
-  AND event IN ('Letter sent', 'Letter bounced', 'Letter failed', 'Letter opened', 'Letter clicked')
+  AND ((kind = 'derived' AND event IN ('Letter sent', 'Letter bounced', 'Letter failed'))
+       OR (kind = 'track' AND event IN ('Letter opened', 'Letter clicked')))
 GROUP BY action_id;

@@ -6,6 +6,7 @@ replays and a second delivery process that perform nothing twice, malformed requ
 test_workflows_live.py has the runner killed during a delay and restarted."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -98,7 +99,8 @@ def world(kafka, tmp_path_factory):
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    world = {"cfg": cfg, "kafka": kafka, "mailbox": mailbox, "smtp": smtp, "smtp_port": smtp_port}
+    world = {"cfg": cfg, "kafka": kafka, "mailbox": mailbox, "smtp": smtp, "smtp_port": smtp_port,
+             "hook_port": hook.server_port}
     yield world
     if "collector" in world:
         world["collector"].stop()
@@ -151,10 +153,21 @@ def test_a_reminder_letters_click_is_counted_and_its_delay_fires_once(world, fir
     with pytest.raises(urllib.error.HTTPError) as got:
         opener.open(link)
     assert got.value.code == 302 and got.value.headers["Location"] == "https://shop.example/cart?x=1&y=2"
-    forged = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(forged)
-    assert refused.value.code in (400, 403)
+    base, token = link.split("/c/")
+    payload, mac = token.split(".")
+    other_app = base64.urlsafe_b64encode(base64.urlsafe_b64decode(payload + "==").replace(
+        b'"a":"demo-shop"', b'"a":"demo-video"')).rstrip(b"=").decode()
+    for hostile, status in [(f"{base}/c/{payload}.{mac[:-3]}AAA", 403),      # another signature
+                            (f"{base}/c/{other_app}.{mac}", 403),             # the link moved to another app
+                            (f"{base}/o/{token}", 400),                        # a click token as a pixel
+                            (f"{base}/c/%E6%97%A5%E6%9C%AC.x", 400),           # not base64, not ASCII
+                            (f"{base}/c/{'A' * 5000}.B", 400),                 # too long
+                            (f"{base}/c/bm90IGpzb24.AAAA", 400),               # "not json"
+                            (f"{base}/c/WzFd.AAAA", 400)]:                     # [1]: JSON, not an object
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(hostile)
+        assert refused.value.code == status, (hostile[:120], refused.value.code)
+        assert json.loads(refused.value.read())["error"]
     assert not Receiver.calls  # the hour has not passed on the log's clock
     # the jobs run again, replaying their inputs (bounded), now on the collector's clock: the
     # hour has passed; the actions written again by the replay are not performed again
@@ -219,6 +232,10 @@ def test_a_malformed_action_request_is_a_dead_letter_and_delivery_goes_on(world,
     p = Producer({"bootstrap.servers": kafka})
     p.produce(cfg.topics["actions"], b'{"action_id": "x", "kind": "letter"}', b"k")
     p.produce(cfg.topics["actions"], b"not json", b"k")
+    p.produce(cfg.topics["actions"], json.dumps({
+        "action_id": "after-the-bad-ones", "app": SHOP, "campaign": "manual", "block": "b", "kind": "webhook",
+        "person_id": "carl", "ts": 0, "webhook": {"url": f"http://127.0.0.1:{world['hook_port']}/after",
+                                                   "payload": {"n": 1}}}).encode(), f"{SHOP}:carl".encode())
     p.flush(10)
     d = Delivery(cfg, kafka, group="tracktor-deliver-bad").start()
     try:
@@ -226,5 +243,6 @@ def test_a_malformed_action_request_is_a_dead_letter_and_delivery_goes_on(world,
                                 if r.get("job") == "deliver"]) >= 2, what="two dead letters")
     finally:
         d.stop()
+    wait_until(lambda: any(key == "after-the-bad-ones" for key, _ in Receiver.calls), what="the good request after them")
     reasons = [r["reason"] for _, r in read_topic(kafka, cfg.topics["dead_letter"], 5000) if r.get("job") == "deliver"]
     assert any("'app' must be a non-empty string" in r for r in reasons) and any(r.startswith("not JSON") for r in reasons)

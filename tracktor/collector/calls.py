@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from udfs.campaigns import OWN_EVENTS
 from udfs.envelope import CART_METHODS, is_anonymous, is_strictly_anonymous, new_event_id
 from udfs.limits import MAX_ACTION_LENGTH, MAX_CALL_BYTES, MAX_DEPTH, MAX_FUTURE_MS, MAX_ID_LENGTH, check_json
 
@@ -275,6 +276,9 @@ def envelope(method: str, params: dict, app, received_at_ms: int) -> dict:
         action = _get(params, "action")
         if len(action) > MAX_ACTION_LENGTH:
             raise CallError(400, f"parameter 'action' is longer than {MAX_ACTION_LENGTH} characters")
+        if action in OWN_EVENTS:
+            raise CallError(400, f"{action!r} is an event the pipeline makes itself (campaigns, letters): "
+                                 "choose another name")
         env["action"] = action
         env["data"] = _data(params, "data", False) or {}
     elif method == "set":

@@ -26,6 +26,7 @@ import orjson
 from tracktor.collector.calls import CallError, loads, query_params, serialized
 from tracktor.collector.wire import Request, WireError, parse_head, response
 from tracktor.dev import envelopes
+from udfs.campaigns import LETTER_CLICKED, LETTER_OPENED
 from udfs.letters import token_app, verify
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class Connection(asyncio.Protocol):
             return self._reply(req, 400, {"error": "an open pixel's token on /c/, or a link's on /o/"})
         now = int(time.time() * 1000)
         data = {"campaign": fields["c"], "letter": fields["l"], "action_id": fields["id"]}
-        env = envelopes.track(app.sid, fields["p"], "Letter opened" if opened else "Letter clicked", now,
+        env = envelopes.track(app.sid, fields["p"], LETTER_OPENED if opened else LETTER_CLICKED, now,
                               data if opened else {**data, "url": fields["u"]})
         if opened:
             answer = lambda: self._reply(req, 200, PIXEL, "image/gif", (("Cache-Control", "no-store"),))  # noqa: E731
@@ -294,7 +295,11 @@ class Connection(asyncio.Protocol):
             answered.append(True)
             timer.cancel()
             if error is None:
-                return answer()
+                try:
+                    return answer()
+                except Exception:  # noqa: BLE001 - a fault of ours: answered, logged, never a dropped connection
+                    log.exception("answering %s %s failed", req.method, req.target[:200])
+                    return self._reply(req, 500, {"error": "internal error"}, keep_alive=False)
             log.warning("Kafka did not take %d envelopes: %s", len(envs), error)
             self._reply(req, 503, {"error": "Kafka is unavailable, retry later"}, extra=(("Retry-After", "1"),))
 

@@ -219,8 +219,12 @@ class Collector:
     def _poll(self) -> None:
         """Serve librdkafka's delivery reports on the loop, every POLL_SECONDS while records
         are in flight: no thread hands them over, and the GIL is not passed back and forth."""
-        self._producer.poll(0)
-        self._polling = self.loop.call_later(POLL_SECONDS, self._poll) if len(self._producer) else None
+        try:
+            self._producer.poll(0)  # re-raises what a delivery callback raised: it must not stop the polling
+        except Exception:  # noqa: BLE001 - logged; every other report is still served
+            log.exception("a delivery report's callback failed")
+        finally:
+            self._polling = self.loop.call_later(POLL_SECONDS, self._poll) if len(self._producer) else None
 
 
 def _at(i: int, calls: list, reason: str) -> str:

@@ -282,9 +282,8 @@ class App(Model):
     @field_validator("campaigns")
     @classmethod
     def _campaigns_valid(cls, campaigns: dict) -> dict:
-        from udfs.campaigns import branch_keys, parse_campaign
-        for name, node in campaigns.items():
-            parse_campaign(name, node)  # ValueError naming the campaign and the block
+        from udfs.campaigns import branch_keys, check_no_loops, parse_campaign
+        check_no_loops({name: parse_campaign(name, node) for name, node in campaigns.items()})  # ValueError naming it
         return {name: branch_keys(node) for name, node in campaigns.items()}
 
     def campaign_definitions(self) -> dict:

@@ -1,8 +1,10 @@
 """Newsletters (`bin/tracktor newsletter send`, POST …/newsletters): one letter to all the
 app's people with an email, or to the members of some segments now, read from ClickHouse
 and sent through tracktor.actions and `bin/tracktor deliver` like a campaign's letters. Its
-statistics are those of campaign `newsletter:NAME`. The action ids are (app, newsletter,
-person): sending the same newsletter again reaches only the people it had not reached."""
+statistics are those of campaign `newsletter:NAME` (no campaign may be named so). The
+action ids are (app, newsletter, person): sending the same newsletter again reaches only the
+people it had not reached (not those it was refused or bounced for). The audience is read
+whole and queued before the call returns."""
 from __future__ import annotations
 
 import json
@@ -61,8 +63,13 @@ def send(cfg, client, app: str, name: str, subject: str, body: str, segments: tu
     producer = producer_for(cfg)
     failures = []
     for r in batch:
-        producer.produce(cfg.topics["actions"], orjson.dumps(r), f"{app}:{r['person_id']}".encode(),
-                         on_delivery=lambda err, _m: err and failures.append(str(err)))
+        while True:
+            try:
+                producer.produce(cfg.topics["actions"], orjson.dumps(r), f"{app}:{r['person_id']}".encode(),
+                                 on_delivery=lambda err, _m: err and failures.append(str(err)))
+                break
+            except BufferError:  # the local queue is full: let Kafka take some first
+                producer.poll(1)
         producer.poll(0)
     if producer.flush(60) or failures:
         raise RuntimeError(f"Kafka did not take the newsletter: {failures[:3] or 'timed out'}")

@@ -10,8 +10,10 @@ For each request, in order per partition:
    times in all; then, or at once when the other side refused for good, it is recorded as
    failed, with the reason;
 3. the outcome (`Letter sent` / `Letter bounced` / `Letter failed`, `Webhook called` /
-   `Webhook failed`, `Message sent`) is stored with the action, written to tracktor.derived,
-   and only then is the offset committed.
+   `Webhook failed`, `Message sent`) is stored with the action, written to tracktor.derived
+   (again and again while Kafka is away), and only then is the offset committed. Asked to
+   stop while an action waits for another attempt, it stores and commits nothing: the next
+   start performs it.
 
 So no request is lost or performed twice, except a letter or webhook whose send succeeded in
 the instant before the process died and before step 3 stored it (it is sent again, with the
@@ -21,6 +23,7 @@ request goes to the dead-letter topic with the reason.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -29,18 +32,22 @@ import orjson
 from tracktor.delivery import senders
 from tracktor.delivery.store import Store
 from tracktor.dev import envelopes
+from udfs.campaigns import OUTCOME_EVENTS
 from udfs.envelope import dead_letter
 from udfs.letters import tracked
 
 log = logging.getLogger("tracktor.deliver")
 GROUP = "tracktor-deliver"
 KINDS = ("letter", "in_app", "webhook", "set", "emit")
-OUTCOMES = {"letter": ("Letter sent", "Letter bounced", "Letter failed"),
-            "webhook": ("Webhook called", "Webhook failed", "Webhook failed")}
+ACTION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # it goes into headers (Message-ID, Idempotency-Key)
 
 
 class BadRequest(ValueError):
     pass
+
+
+class Stopped(Exception):
+    """Asked to stop while an action waited for another attempt: it is left for the next start."""
 
 
 def check_request(record) -> dict:
@@ -50,6 +57,8 @@ def check_request(record) -> dict:
     for key in ("action_id", "app", "campaign", "block", "kind", "person_id"):
         if not isinstance(record.get(key), str) or not record[key]:
             raise BadRequest(f"{key!r} must be a non-empty string")
+    if not ACTION_ID.fullmatch(record["action_id"]):
+        raise BadRequest("action_id must be 1-64 letters, digits, '.', '_', ':' or '-'")
     if record["kind"] not in KINDS:
         raise BadRequest(f"kind must be one of {', '.join(KINDS)}, got {record['kind']!r}"[:200])
     if not isinstance(record.get(record["kind"]), dict):
@@ -60,6 +69,8 @@ def check_request(record) -> dict:
     for key in need:
         if not isinstance(body.get(key), str):
             raise BadRequest(f"{record['kind']}.{key} must be a string")
+    if record["kind"] == "webhook" and not body["url"].startswith(("http://", "https://")):
+        raise BadRequest("webhook.url must start with http:// or https://")
     return record
 
 
@@ -90,11 +101,23 @@ class Delivery:
                 if msg.error():
                     log.warning("kafka: %s", msg.error())
                     continue
-                self.handle(msg.value(), msg.timestamp()[1])
-                self.consumer.commit(msg, asynchronous=False)
+                try:
+                    self.handle(msg.value(), msg.timestamp()[1])
+                except Stopped:
+                    break
+                self._commit(msg)
         finally:
             self.consumer.close()
             self.store.close()
+
+    def _commit(self, msg) -> None:
+        """Commit past `msg`; a failure (a rebalance, Kafka away) is logged: the record comes
+        again and is found done in the store."""
+        from confluent_kafka import KafkaException
+        try:
+            self.consumer.commit(msg, asynchronous=False)
+        except KafkaException as e:
+            log.warning("could not commit past %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), e)
 
     def start(self) -> "Delivery":
         self.thread = threading.Thread(target=self.run, name="deliver", daemon=True)
@@ -147,8 +170,8 @@ class Delivery:
         if kind == "in_app":
             message = {"action_id": request["action_id"], "app": app, "campaign": request["campaign"],
                        "person_id": person, "title": body["title"], "body": body["body"], "ts": now}
-            return [("inapp", key, message), self._event(request, "Message sent", {"title": body["title"]})]
-        ok, refused, failed = OUTCOMES[kind]
+            return [("inapp", key, message), self._event(request, OUTCOME_EVENTS["in_app"][0], {"title": body["title"]})]
+        ok, refused, failed = OUTCOME_EVENTS[kind]
         if kind == "letter":
             fields = {"a": app, "p": person, "id": request["action_id"], "c": request["campaign"], "l": body["name"]}
             details = {"letter": body["name"], "email": body.get("to"), "subject": body["subject"]}
@@ -184,11 +207,13 @@ class Delivery:
             except senders.Refused:
                 raise
             except senders.Unavailable as e:
-                if n == self.settings.max_attempts or self.stop_event.is_set():
+                if self.stop_event.is_set():
+                    raise Stopped() from None
+                if n == self.settings.max_attempts:
                     raise
                 log.warning("attempt %d of %d failed, again in %.1f s: %s", n, self.settings.max_attempts, wait, e)
                 if self.stop_event.wait(wait):
-                    raise senders.Unavailable(f"{e} (stopped before another attempt)") from None
+                    raise Stopped() from None  # neither stored nor committed: the next start tries again
                 wait = min(wait * 2, self.settings.max_backoff)
             except Exception as e:  # noqa: BLE001 - a request we cannot perform is recorded, never stops delivery
                 log.exception("action %s", attempt)
@@ -210,13 +235,20 @@ class Delivery:
         return ("raw", envelopes.kafka_key(env), env)
 
     def _write(self, records: list) -> None:
-        """Write the records and wait until Kafka has them all (RuntimeError if not)."""
-        failures = []
-        for role, key, record in records:
-            self.producer.produce(self.topics[role], orjson.dumps(record), key.encode(),
-                                  on_delivery=lambda err, _m: err and failures.append(str(err)))
-        if self.producer.flush(60) or failures:
-            raise RuntimeError(f"Kafka did not take the delivery's records: {failures or 'timed out'}")
+        """Write the records and wait until Kafka has them all, trying again while Kafka is away
+        (they are idempotent: event ids, action ids); Stopped when asked to stop meanwhile."""
+        wait = self.settings.backoff
+        while True:
+            failures = []
+            for role, key, record in records:
+                self.producer.produce(self.topics[role], orjson.dumps(record), key.encode(),
+                                      on_delivery=lambda err, _m: err and failures.append(str(err)))
+            if not self.producer.flush(60) and not failures:
+                return
+            log.warning("Kafka did not take the delivery's records (%s): again in %.1f s", failures or "timed out", wait)
+            if self.stop_event.wait(wait):
+                raise Stopped()
+            wait = min(wait * 2, self.settings.max_backoff)
 
 
 def _now() -> int:

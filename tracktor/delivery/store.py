@@ -1,8 +1,11 @@
 """What delivery has done, by action id, in SQLite: the outcome records of each action
 performed, and whether they reached Kafka. A redelivered request (a replay, a restart
-before the offset was committed) finds its action here and is not performed again."""
+before the offset was committed) finds its action here and is not performed again. One
+process holds it at a time (a lock beside it): two would each perform what the other has
+not recorded yet."""
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +15,12 @@ import orjson
 class Store:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = open(path.with_suffix(path.suffix + ".lock"), "w")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.close()
+            raise RuntimeError(f"another delivery process uses {path}: run one per state file") from None
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a performed action is on disk before its offset is committed
@@ -35,3 +44,4 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        self.lock.close()  # and with it the lock

@@ -89,10 +89,14 @@ class PersonFunction(KeyedProcessFunction):
         keys = self.timers.get(timestamp) or []
         self.timers.remove(timestamp)
         for key in keys:
-            entry = self.persons.get(key)
-            wake = self.router.wake(entry) if entry else None
-            if wake is not None and wake <= timestamp:
-                self._step(key, ctx, emit, lambda e: self.router.on_timer(key, e, timestamp, emit))
+            try:
+                entry = self.persons.get(key)
+                wake = self.router.wake(entry) if entry else None
+                if wake is not None and wake <= timestamp:
+                    self._step(key, ctx, emit, lambda e: self.router.on_timer(key, e, timestamp, emit))
+            except Exception as e:  # noqa: BLE001 - one person's fault must never stop the job
+                out.add(self.topics["dead_letter"], self.job, orjson.dumps(dead_letter(
+                    self.job, "timer", failure_reason(e), f"{key} at {timestamp}", timestamp)).decode(), timestamp)
         self._flush()
         if out:
             yield bundle_row(out)

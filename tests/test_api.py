@@ -29,6 +29,7 @@ def api(tmp_path_factory, request):
     warehouse.migrate(client, db)
     write(client, "events", [ev("a-1", STEPS[0], 0, app="demo-video"), ev("u1", STEPS[1], 1, app="demo-video"),
                              ev("u2", STEPS[0], 2, app="demo-video"), ev("s1", "Product view", 3, app="demo-shop")], db)
+    write(client, "events", campaign_events(), db)
     write(client, "identities", [ident("a-1", "u1", 1, app="demo-video")], db)
     write(client, "profiles", [profile("u1", {"email": "Ann@Example.com", "plan": "free", "age": 30}),
                                profile("u2", {"email": "bob@example.com", "plan": "premium"})], db)
@@ -41,6 +42,72 @@ def api(tmp_path_factory, request):
     server.stop()
     if other:
         other.stop()
+
+
+def campaign_events() -> list[dict]:
+    """cart_reminder's records as the runner, delivery and the collector write them: two people
+    entered, one letter sent and opened twice and clicked, one bounced; and a client's forged
+    `Campaign step`, which must not count."""
+    def e(who, name, minute, kind, data, eid):
+        return {**ev(who, name, minute, app="demo-shop", eid=eid), "kind": kind,
+                "data": {"campaign": "cart_reminder", **data}}
+    sent = {"letter": "cart_reminder", "email": "carl@example.com", "subject": "Your cart", "action_id": "a1"}
+    return [e("carl", "Campaign step", 0, "derived", {"block": "remind"}, "s1"),
+            e("dora", "Campaign step", 0, "derived", {"block": "remind"}, "s2"),
+            e("carl", "Campaign step", 1, "track", {"block": "remind"}, "forged"),
+            e("carl", "Letter sent", 1, "derived", sent, "a1:sent"),
+            e("carl", "Letter opened", 2, "track", {"letter": "cart_reminder", "action_id": "a1"}, "o1"),
+            e("carl", "Letter opened", 3, "track", {"letter": "cart_reminder", "action_id": "a1"}, "o2"),
+            e("carl", "Letter clicked", 3, "track", {"letter": "cart_reminder", "action_id": "a1", "url": "u"}, "c1"),
+            e("dora", "Letter bounced", 1, "derived", {**sent, "email": "dora@example.com", "action_id": "a2",
+                                                        "reason": "SMTP 550"}, "a2:bounced")]
+
+
+def test_a_campaigns_statistics(api):
+    status, c = call(api, "/api/v1/apps/demo-shop/campaigns/cart_reminder", app="demo-shop")
+    assert status == 200 and c["name"] == "cart_reminder"
+    assert c["blocks"] == [{"block": "remind", "entered": 2, "people": 2}]  # the forged step is not counted
+    assert c["letters"] == [{"letter": "cart_reminder", "sent": 1, "opened": 1, "bounced": 1, "failed": 0,
+                             "clicked": 1, "total_clicks": 1}]
+    assert sorted((a["status"], a["email"], a["opens"], a["clicks"]) for a in c["activity"]) == \
+        [("bounced", "dora@example.com", 0, 0), ("clicked", "carl@example.com", 2, 1)]
+    status, _ = call(api, "/api/v1/apps/demo-video/campaigns/cart_reminder")
+    assert status == 200  # another app's campaign of that name: nothing of demo-shop's shows
+    assert call(api, "/api/v1/apps/demo-video/campaigns/cart_reminder")[1]["blocks"] == []
+
+
+def test_report_campaign_prints_the_same_statistics(api):
+    from tracktor.analytics import report
+    q = report.ask(api.cfg, "demo-shop", "campaign", "cart_reminder")
+    text = report.render(q, report.answer(api.warehouse(), api.database, q))
+    lines = text.splitlines()
+    assert lines[0] == "demo-shop campaign cart_reminder"
+    assert lines[lines.index("blocks (entries, people):") + 2].split() == ["remind", "2", "2"]
+    assert lines[lines.index("letters:") + 2].split() == ["cart_reminder", "1", "1", "1", "0", "1", "1"]
+    assert "carl@example.com" in text and "bounced" in text
+    with pytest.raises(ValueError, match="asked about by name"):
+        report.ask(api.cfg, "demo-shop", "campaign", "x", definition={"trigger": {}})
+
+
+def test_campaign_and_newsletter_changes_need_the_admin_token_and_say_what_is_wrong(api):
+    admin = api.cfg.apps["demo-video"].admin_token
+    for path, body in (("/api/v1/apps/demo-video/campaigns", {"definitions": {"x": None}}),
+                       ("/api/v1/apps/demo-video/newsletters", {"name": "n", "subject": "s", "body": "b"})):
+        status, err = send(api, "POST", path, body=body, token=api.tokens["demo-video"])
+        assert status == 403 and "admin token" in err["error"]
+    loop = {"trigger": {"event": "x"}, "start": "a", "blocks": {"a": {"emit": {"event": "x"}}}}
+    for path, body, words in [
+            ("/api/v1/apps/demo-video/campaigns", {"definitions": {"c": loop}}, "without end"),
+            ("/api/v1/apps/demo-video/campaigns", {"definitions": {"c": {"trigger": {}, "start": "a"}}}, "campaign 'c'"),
+            ("/api/v1/apps/demo-video/newsletters", {"name": "n", "subject": "s"}, "'body'"),
+            ("/api/v1/apps/demo-video/newsletters", {"name": "n", "subject": "s", "body": "b", "segments": "x"},
+             "segments must be a list"),
+            ("/api/v1/apps/demo-video/newsletters", {"name": "", "subject": "s", "body": "b"}, "1-200 characters")]:
+        status, err = send(api, "POST", path, body=body, token=admin)
+        assert status == 400 and words in err["error"], (body, err)
+    status, err = send(api, "POST", "/api/v1/apps/demo-video/newsletters", token=admin,
+                       body={"name": "n", "subject": "s", "body": "<p>b</p>"})
+    assert status == 503 and "could not be queued" in err["error"]  # no Kafka here: said so, not a 500
 
 
 def profile(person, properties, app="demo-video"):
@@ -226,7 +293,7 @@ def test_people_are_found_by_an_old_anonymous_id_a_part_of_their_email_or_a_prop
     assert found("", limit=1, offset=1) == (["u2"], 2)
     assert found("", limit=1, offset=5) == ([], 2)   # past the last page: still the number of matches
     status, res = call(api, "/api/v1/apps/demo-shop/people?q=", app="demo-shop")
-    assert status == 200 and [p["person"] for p in res["people"]] == ["s1"]  # only ever seen in an event
+    assert status == 200 and [p["person"] for p in res["people"]] == ["carl", "dora", "s1"]  # only seen in events
     status, res = call(api, "/api/v1/apps/demo-video/people?q=" + "x" * 201)
     assert status == 400 and "200" in res["error"]
 

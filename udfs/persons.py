@@ -98,6 +98,27 @@ def segment_change(record: dict) -> dict:
             "data": {"change": record["change"]}}
 
 
+CONTROL_KINDS = ("segment", "campaign")  # tracktor.control: segment_eval's, workflow_runner's
+
+
+def definition_change(record: dict, kind: str, apps) -> tuple[str, str] | None:
+    """The definition a tracktor.control record of `kind` changes ("app:name") and its app;
+    None for another job's kind; BadRecord for a malformed record or an app not in `apps`."""
+    if record.get("kind") in CONTROL_KINDS and record["kind"] != kind:
+        return None
+    if record.get("kind") != kind:
+        raise BadRecord(f"unknown control record kind {record.get('kind')!r} (expected "
+                        f"{' or '.join(repr(k) for k in CONTROL_KINDS)})")
+    for key in ("app", "name"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise BadRecord(f"a {kind} change needs {key!r}")
+    if "definition" not in record or not (record["definition"] is None or isinstance(record["definition"], dict)):
+        raise BadRecord(f"a {kind} change needs 'definition' (an object, or null to delete)")
+    if record["app"] not in apps:
+        raise BadRecord(f"no app {record['app']!r} in this job's configuration")
+    return f"{record['app']}:{record['name']}", record["app"]
+
+
 def check_handoff(record: dict) -> dict:
     """A tracktor.handoffs record, or BadRecord saying what is wrong."""
     for key in ("job", "app", "from", "to"):

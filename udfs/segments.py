@@ -17,7 +17,7 @@ person who stops buying leaves "bought in the last 60 days" on the day the windo
 """
 from __future__ import annotations
 
-from udfs.envelope import BadRecord
+from udfs.persons import definition_change
 from udfs.segment_rules import (DAY_MS, CompanyCondition, EventCondition, PropertyCondition, Segment, conditions,
                                 parse_segment)
 
@@ -95,12 +95,7 @@ class SegmentLogic:
     def change_of(self, record: dict) -> tuple[str, str] | None:
         """The definition a control record changes ("app:name") and its app; None for another
         job's record (a campaign), BadRecord for a malformed one."""
-        if record.get("kind") == "campaign":
-            return None
-        app, name, _ = check_definition(record)
-        if app not in self.apps:
-            raise BadRecord(f"no app {app!r} in this job's configuration")
-        return f"{app}:{name}", app
+        return definition_change(record, "segment", self.apps)
 
     def adopt(self, key: str, definition: dict | None) -> None:
         """Take in a changed definition (None deletes it); ValueError naming the segment and
@@ -250,16 +245,3 @@ def trim(s: dict, defs: AppSegments, today: int, history_days: int) -> None:
         recent = sorted(s["counts"], key=lambda c: (c in read, max(int(d) for d in s["counts"][c])), reverse=True)
         for counter in recent[MAX_COUNTERS:]:
             del s["counts"][counter]
-
-
-def check_definition(record: dict) -> tuple[str, str, dict | None]:
-    """A tracktor.control record about a segment: (app, name, definition or None to delete),
-    or BadRecord."""
-    if record.get("kind") != "segment":
-        raise BadRecord(f"unknown control record kind {record.get('kind')!r} (expected 'segment')")
-    for key in ("app", "name"):
-        if not isinstance(record.get(key), str) or not record[key]:
-            raise BadRecord(f"a segment change needs {key!r}")
-    if "definition" not in record or not (record["definition"] is None or isinstance(record["definition"], dict)):
-        raise BadRecord("a segment change needs 'definition' (an object, or null to delete)")
-    return record["app"], record["name"], record["definition"]

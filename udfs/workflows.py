@@ -26,6 +26,7 @@ import orjson
 from udfs.campaigns import STEP_EVENT, Campaign, check_no_loops, condition_name, duration_ms, parse_campaign
 from udfs.envelope import BadRecord, dead_letter, failure_reason
 from udfs.letters import render, render_values
+from udfs.persons import definition_change
 from udfs.segments import (HISTORY_DAYS, AppSegments, combine_facts, day_of, holds, observe, trim,
                            visible)
 
@@ -86,18 +87,7 @@ class WorkflowLogic:
     def change_of(self, record: dict) -> tuple[str, str] | None:
         """The campaign a control record changes ("app:name") and its app; None for another
         job's record (a segment), BadRecord for a malformed one."""
-        if record.get("kind") == "segment":
-            return None
-        if record.get("kind") != "campaign":
-            raise BadRecord(f"unknown control record kind {record.get('kind')!r} (expected 'segment' or 'campaign')")
-        for key in ("app", "name"):
-            if not isinstance(record.get(key), str) or not record[key]:
-                raise BadRecord(f"a campaign change needs {key!r}")
-        if "definition" not in record or not (record["definition"] is None or isinstance(record["definition"], dict)):
-            raise BadRecord("a campaign change needs 'definition' (an object, or null to delete)")
-        if record["app"] not in self.apps:
-            raise BadRecord(f"no app {record['app']!r} in this job's configuration")
-        return f"{record['app']}:{record['name']}", record["app"]
+        return definition_change(record, "campaign", self.apps)
 
     def adopt(self, key: str, definition: dict | None) -> None:
         """Take in a changed definition (None deletes it); ValueError when it is invalid, and

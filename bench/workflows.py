@@ -11,7 +11,8 @@ against the same plumbing with a logic that decides nothing (bench/persons.py's 
 Latency: the job runs unbounded (`bin/tracktor job workflow_runner`) with the ten
 campaigns and one more that a Probe event triggers, calling a webhook at once; every 0.2 s
 a probe is written to tracktor.events, and heartbeats move tracktor.events and .derived on
-every second as identity_merge's and cart_timeout's sinks do. Latency = the action request
+every second as identity_merge's and cart_timeout's sinks do (their clock: the time less the
+allowed disorder; the job's clock follows those heartbeats alone). Latency = the action request
 readable on tracktor.actions (read_committed) - the probe's acknowledgement by Kafka; it
 holds the clock's allowed disorder (flink.allowed_disorder: events are taken in time order
 once the clock passes them), the heartbeat interval and the checkpoint interval (the
@@ -98,7 +99,7 @@ def latency(tmp: Path, bs: str, probes: int) -> tuple[list[float], float]:
     def heartbeats():
         while not stop.wait(cfg.flink.heartbeat_interval_ms / 1000):
             for role in ("events", "derived"):
-                loader.send_heartbeat(bs, cfg.topics[role], int(time.time() * 1000))
+                loader.send_heartbeat(bs, cfg.topics[role], int((time.time() - cfg.flink.allowed_disorder) * 1000))
 
     def probe(i: int) -> None:
         now = int(time.time() * 1000)

@@ -1,6 +1,7 @@
 """Shared fixtures: named instants, the embedded Kafka broker, a configuration for tests."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -144,12 +145,17 @@ HEARTBEAT = b"#hb:"  # clock records (tracktor/flink/kafka.py); read_topic leave
 
 def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> list[tuple[str, dict]]:
     """Every record of a topic committed when the call starts, as (key, value; None for a
-    tombstone), heartbeats left out: read up to
-    the end offsets (the last stable ones, read_committed), not until the topic has been
-    quiet for a while, which a loaded machine could mistake for the end."""
-    import json
-    import time
+    tombstone), heartbeats left out: read up to the end offsets (the last stable ones,
+    read_committed), not until the topic has been quiet for a while, which a loaded machine
+    could mistake for the end."""
+    return [(m.key.decode() if m.key else None, None if m.value is None else json.loads(m.value))
+            for messages in read_partitions(bootstrap_servers, topic, timeout_ms).values() for m in messages
+            if not (m.key or b"").startswith(HEARTBEAT)]
 
+
+def read_partitions(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> dict[int, list]:
+    """Every message of a topic committed when the call starts, heartbeats included, per
+    partition in offset order (kafka-python's ConsumerRecords)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
@@ -170,9 +176,7 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> 
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_ms} ms"
             for tp, batch in consumer.poll(timeout_ms=500).items():
                 records[tp] += [m for m in batch if m.offset < end[tp]]
-        return [(m.key.decode() if m.key else None, None if m.value is None else json.loads(m.value))
-                for tp in tps for m in records[tp]
-                if not (m.key or b"").startswith(HEARTBEAT)]
+        return {tp.partition: records[tp] for tp in tps}
     finally:
         consumer.close()
 

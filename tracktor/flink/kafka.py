@@ -6,8 +6,15 @@ receive time, passed on by each job). What a job returns: Row(topic, k, v, ts).
 
 Time (docs/architecture.md, "Time"): a topic that drives a job's event time carries
 heartbeats, records keyed `#hb:N` that the writer of partition N puts there when its own
-clock moves. A clock source takes its watermark from the timestamps (heartbeats included)
-less the allowed disorder, and leaves the heartbeats out of what the job sees.
+clock moves. A clock source takes its watermark from them, and leaves them out of what the
+job sees:
+
+- `RECORDS` (tracktor.raw, written by the collectors as calls arrive): every timestamp,
+  heartbeats included, less the allowed disorder;
+- `HEARTBEATS` (a topic a job writes its clock into: tracktor.events, tracktor.derived):
+  the heartbeats alone. A job's records are not in time order beyond any fixed disorder (a
+  bundle of one app's records may be written before an earlier bundle of another's, hours
+  of log time apart in a replay), but a heartbeat comes after every record its time covers.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from tracktor.flink.environment import jvm
 SOURCE_FIELDS = ["k", "v", "ts"]
 OUTPUT_FIELDS = ["topic", "k", "v", "ts"]
 HEARTBEAT_PREFIX = "#hb:"  # io.tracktor.flink.HeartbeatEmitter.KEY_PREFIX
+RECORDS, HEARTBEATS = "records", "heartbeats"  # a clock source's watermark: from what
 
 
 def source_type():
@@ -50,15 +58,15 @@ def _table(t_env, table: str, bootstrap_servers: str, topics: list[str], columns
 
 
 def source(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str, bounded: bool,
-           flink: FlinkSettings, clock: bool):
+           flink: FlinkSettings, clock: str | None):
     """A DataStream of Row(k, v, ts) from `topic`.
 
     Bounded: the whole topic, from the beginning to its end as it is at start (a replay).
     Unbounded: from the committed offsets of `group_id` (earliest when none), unless a
     restored checkpoint says where the job was. Only committed transactions are read.
-    With `clock`, records carry their timestamps and the stream its watermarks (heartbeats
-    move them on; with `flink.idle_partition_timeout`, a partition quiet that long is left
-    out until it has records again); without, neither.
+    With `clock` (RECORDS or HEARTBEATS), records carry their timestamps and the stream its
+    watermarks, per partition and the least of them (with `flink.idle_partition_timeout`, a
+    partition quiet that long is left out until it has records again); without, neither.
     """
     from pyflink.common import Types
     from pyflink.datastream.data_stream import DataStream
@@ -67,8 +75,15 @@ def source(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str,
         "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest',"
     until = "'scan.bounded.mode' = 'latest-offset'," if bounded else ""
     watermark = ""
-    if clock:
+    if clock == RECORDS:
         watermark = f",\n          WATERMARK FOR `kts` AS `kts` - INTERVAL '{flink.allowed_disorder:.3f}' SECOND(3)"
+    elif clock == HEARTBEATS:  # a record's own time moves nothing: the epoch
+        watermark = f""",
+          `wts` AS CASE WHEN `k` LIKE '{HEARTBEAT_PREFIX}%' THEN `kts` ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+          WATERMARK FOR `wts` AS `wts`"""
+    elif clock is not None:
+        raise ValueError(f"clock must be {RECORDS!r}, {HEARTBEATS!r} or None, got {clock!r}")
+    if clock:
         until += """
           'scan.watermark.emit.strategy' = 'on-event',"""
         if flink.idle_partition_timeout:
@@ -105,7 +120,9 @@ def sink(t_env, rows, table: str, bootstrap_servers: str, topics: list[str], tra
     `clock_partitions` ({topic: partitions}) get heartbeats (io.tracktor.flink.HeartbeatEmitter)
     as the watermark moves, at most every `flink.heartbeat_interval_ms`; keys are partitioned
     as Kafka does, and a heartbeat lands in the partition its key names
-    (io.tracktor.flink.KeyPartitioner). The Table API sink, not the DataStream KafkaSink:
+    (io.tracktor.flink.KeyPartitioner). Above parallelism 1 the rows go first to the subtask
+    that owns their partition (io.tracktor.flink.PartitionOwner), so a heartbeat follows every
+    record its time covers, whichever subtask made it. The Table API sink, not the DataStream KafkaSink:
     the key, topic and timestamp come from their own columns. With one topic the connector
     takes no topic column, so it is dropped.
     """
@@ -114,9 +131,12 @@ def sink(t_env, rows, table: str, bootstrap_servers: str, topics: list[str], tra
 
     if clock_partitions:
         names = list(clock_partitions)
-        emitter = jvm().io.tracktor.flink.HeartbeatEmitter(
-            _java_strings(names), _java_ints([clock_partitions[n] for n in names]), flink.heartbeat_interval_ms)
+        clock_topics, counts = _java_strings(names), _java_ints([clock_partitions[n] for n in names])
         j = rows._j_data_stream
+        if j.getParallelism() > 1:  # each partition of a clock topic written by one subtask, whose
+            owner = jvm().io.tracktor.flink.PartitionOwner(clock_topics, counts)  # clock is every subtask's least
+            j = j.partitionCustom(owner, owner)
+        emitter = jvm().io.tracktor.flink.HeartbeatEmitter(clock_topics, counts, flink.heartbeat_interval_ms)
         rows = DataStream(j.transform("heartbeats", j.getType(), emitter).setParallelism(j.getParallelism()))
     topic_column = "`topic` STRING METADATA," if len(topics) > 1 else ""
     _table(t_env, table, bootstrap_servers, topics, f"""{topic_column}

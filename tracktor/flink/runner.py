@@ -91,8 +91,9 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
     groups = {role: job.group_id(role) + replay for role in job.inputs}
     inputs = {}
     for role in job.inputs:
+        clock = None if role not in job.clock_inputs else kafka.HEARTBEATS if role in jobs_clock() else kafka.RECORDS
         stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
-                              bounded and not replay, flink, clock=role in job.clock_inputs)
+                              bounded and not replay, flink, clock=clock)
         inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
     out = job.build(inputs, cfg)
     clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None
@@ -108,6 +109,13 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
             until_stopped(result, savepoint_dir(flink, job.name), stop)
     if bounded and job.after_bounded_run:
         job.after_bounded_run(cfg)
+
+
+def jobs_clock() -> set[str]:
+    """The topic roles a job writes its clock into (its `clock_outputs`): their readers take
+    their time from those heartbeats alone (tracktor/flink/kafka.py, HEARTBEATS)."""
+    import jobs
+    return {role for name in jobs.NAMES for role in jobs.load(name).clock_outputs}
 
 
 def stop_requested() -> threading.Event:

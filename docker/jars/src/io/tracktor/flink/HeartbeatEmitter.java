@@ -14,6 +14,11 @@ import org.apache.flink.types.Row;
  * the watermark, so a job reading the topic may take its time from them (its watermark then
  * follows this job's even while nothing else is written). The end of a bounded input
  * (the largest watermark) is no time and is not written.
+ *
+ * <p>At parallelism n, subtask i writes the heartbeats of the partitions p with p mod n = i,
+ * and {@link PartitionOwner} sends it every record for them: so each partition has one
+ * writer, and its watermark is the least of every upstream subtask's (a subtask's own clock
+ * may be ahead of records another subtask has still to write there).
  */
 public class HeartbeatEmitter extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
@@ -27,6 +32,8 @@ public class HeartbeatEmitter extends AbstractStreamOperator<Row>
     private transient long pending;
     private transient long lastWrite;
     private transient boolean scheduled;
+    private transient int subtask;
+    private transient int subtasks;
 
     public HeartbeatEmitter(String[] topics, int[] partitions, long intervalMs) {
         if (topics.length != partitions.length) {
@@ -43,6 +50,8 @@ public class HeartbeatEmitter extends AbstractStreamOperator<Row>
         sent = Long.MIN_VALUE;
         pending = Long.MIN_VALUE;
         lastWrite = Long.MIN_VALUE;
+        subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
+        subtasks = getRuntimeContext().getTaskInfo().getNumberOfParallelSubtasks();
     }
 
     @Override
@@ -86,7 +95,7 @@ public class HeartbeatEmitter extends AbstractStreamOperator<Row>
     private void write(long now) {
         String value = "{\"heartbeat\":" + pending + "}";
         for (int t = 0; t < topics.length; t++) {
-            for (int p = 0; p < partitions[t]; p++) {
+            for (int p = subtask; p < partitions[t]; p += subtasks) {
                 output.collect(new StreamRecord<>(Row.of(topics[t], KEY_PREFIX + p, value, pending)));
             }
         }

@@ -15,14 +15,18 @@ public class KeyPartitioner<T> implements KafkaPartitioner<T> {
 
     @Override
     public int partition(T record, byte[] key, byte[] value, String topic, int[] partitions) {
+        return partitions[indexOf(key, partitions.length)];
+    }
+
+    /** The partition (0 .. count - 1) a record with this key goes to. */
+    public static int indexOf(byte[] key, int count) {
         if (key == null) {
-            return partitions[0];
+            return 0;
         }
         if (isHeartbeat(key)) {
-            int n = Integer.parseInt(new String(key, PREFIX.length, key.length - PREFIX.length, StandardCharsets.UTF_8));
-            return partitions[n % partitions.length];
+            return Integer.parseInt(new String(key, PREFIX.length, key.length - PREFIX.length, StandardCharsets.UTF_8)) % count;
         }
-        return partitions[Utils.toPositive(Utils.murmur2(key)) % partitions.length];
+        return Utils.toPositive(Utils.murmur2(key)) % count;
     }
 
     private static boolean isHeartbeat(byte[] key) {

@@ -74,10 +74,15 @@ def config(tmp: Path, bs: str, name: str, events_topic: str | None = None, bucke
 
 
 def load_events(tmp: Path, bs: str, records: list[dict]):
-    """The records on an events topic with the clock an hour past them, and an empty events topic."""
+    """The records (in time order) on an events topic with a heartbeat after every 1,000 of
+    them, as identity_merge writes its clock along (the jobs' clock follows heartbeats alone),
+    and the clock an hour past them at the end; and an empty events topic."""
     from tracktor.dev import loader
     loaded = config(tmp, bs, "events")
-    loader.send(bs, loaded.topics["events"], records, label="events loaded")
+    for i in range(0, len(records), 1000):
+        chunk = records[i:i + 1000]
+        loader.send(bs, loaded.topics["events"], chunk, label="events loaded")
+        loader.send_heartbeat(bs, loaded.topics["events"], chunk[-1]["ts"] - 1)
     loader.send_heartbeat(bs, loaded.topics["events"], records[-1]["ts"] + 3_600_000)
     return loaded, config(tmp, bs, "empty").topics["events"]
 

@@ -244,14 +244,16 @@ FAULT_CONSTRAINT = "injected_fault"
 
 
 def failing_inserts(cfg, seconds: float) -> None:
-    """For `seconds`, every insert into the warehouse's events table fails (a constraint no
-    row meets): metric_rollup's job fails and restarts from its last checkpoint meanwhile."""
+    """Once rows flow into the warehouse's events table, for `seconds` every insert into it
+    fails (a constraint no row meets): metric_rollup's job fails and restarts from its last
+    checkpoint meanwhile (within its flink.restart_attempts, 2 s apart)."""
     client = warehouse.connect(cfg.clickhouse)
     table = f"{cfg.clickhouse.database}.events"
     try:
         deadline = time.monotonic() + 120
-        while not client.query(f"EXISTS TABLE {table}").result_rows[0][0]:  # metric_rollup's migrations
-            assert time.monotonic() < deadline, f"{table} was not created"
+        while not (client.query(f"EXISTS TABLE {table}").result_rows[0][0]  # metric_rollup's migrations
+                   and client.query(f"SELECT count() FROM {table}").result_rows[0][0]):
+            assert time.monotonic() < deadline, f"no row reached {table}"
             time.sleep(0.5)
         client.command(f"ALTER TABLE {table} ADD CONSTRAINT {FAULT_CONSTRAINT} CHECK 0")
         time.sleep(seconds)
@@ -261,10 +263,10 @@ def failing_inserts(cfg, seconds: float) -> None:
 
 
 def stopping_with_savepoints(pipeline, owner):
-    """While the calls arrive, inserts into the warehouse failing for 6 s; then each job
+    """While the calls arrive, inserts into the warehouse failing for 4 s; then each job
     stopped with a savepoint and started again from it, one after the other; and before the
     last, the warehouse's owner frozen for 12 s (its HTTP interface answers nothing)."""
-    failing_inserts(pipeline.cfg, 6)
+    failing_inserts(pipeline.cfg, 4)
     pipeline.faults.append("inserts failing")
     for name in jobs.NAMES:
         if name == "metric_rollup":

@@ -18,6 +18,7 @@ from tracktor.topics import ensure_topics
 pytestmark = [pytest.mark.integration, pytest.mark.faults]  # beside the fault tests it explains (the suite keeps its 20 min)
 SHOP, VIDEO = "demo-shop", "demo-video"
 HOUR = 60 * ONE_MINUTE
+TIMEOUT = 20 * ONE_MINUTE  # demo-shop's cart_timeout in tracktor.yaml
 CART = {"totalprice": 3.98, "products": [{"name": "Zephir 1kg pack", "price": 1.99, "count": 2}]}
 
 
@@ -28,11 +29,13 @@ def record(app: str, person: str, kind: str, event: str, t: int, data: dict | No
 
 # As identity_merge may write them: the viewer's later record (a bundle of demo-video's) is in
 # the topic, and read, before the shopper's earlier purchase (the next bundle). The shopper
-# purchases within the cart timeout: no `Cart abandoned`.
+# purchases within the cart timeout: no `Cart abandoned`. The leaver's cart is abandoned once
+# the clock has passed its due time (so a clock that never moved would fail too).
 FIRST = [
     record(VIDEO, "viewer", "track", "Site visit", 0),
     record(SHOP, "shopper", "track", "Site visit", 0),
     record(SHOP, "shopper", "cart", "setCart", 1000, CART),
+    record(SHOP, "leaver", "cart", "setCart", 2000, CART),
     record(VIDEO, "viewer", "track", "Site visit", 10 * HOUR),
 ]
 THEN = [record(SHOP, "shopper", "cart", "purchaseCart", 20 * ONE_MINUTE, CART)]
@@ -63,10 +66,12 @@ def test_cart_timeout_decides_alike_however_the_apps_records_interleave(kafka, t
         time.sleep(4)  # more than the bundle delay and a checkpoint: a clock taken from records moves on
         send(THEN)
         loader.send_heartbeat(kafka, topic, BEGINNING + 11 * HOUR)
-        wait_for("Cart purchased", lambda: derived()[("shopper", "Cart purchased", 20 * ONE_MINUTE)], job)
+        wait_for("the leaver's Cart abandoned", lambda: derived()[("leaver", "Cart abandoned", TIMEOUT + 2000)], job)
         time.sleep(4)
         assert derived() == Counter({("viewer", "Visited Site", 0): 1, ("viewer", "Visited Site", 10 * HOUR): 1,
                                      ("shopper", "Visited Site", 0): 1,
-                                     ("shopper", "Cart purchased", 20 * ONE_MINUTE): 1})
+                                     ("shopper", "Cart purchased", 20 * ONE_MINUTE): 1,
+                                     ("leaver", "Visited Site", 2000): 1,
+                                     ("leaver", "Cart abandoned", TIMEOUT + 2000): 1})
     finally:
         stop_job(job)

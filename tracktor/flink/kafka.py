@@ -14,7 +14,8 @@ job sees:
 - `HEARTBEATS` (a topic a job writes its clock into: tracktor.events, tracktor.derived):
   the heartbeats alone. A job's records are not in time order beyond any fixed disorder (a
   bundle of one app's records may be written before an earlier bundle of another's, hours
-  of log time apart in a replay), but a heartbeat comes after every record its time covers.
+  of log time apart in a replay), but a heartbeat comes after every record of its writer
+  that its time covers. (tracktor.derived has writers without a clock too: docs/architecture.md.)
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_a_bundle_that_does_not_fill_goes_on_after_the_delay_with_no_checkpoint(
         for i in range(5):
             producer.send(cfg.topics["raw"], key=b"app", value=f"v{i}".encode())
     env, t_env = stream_env(cfg.flink, "bundling-unbounded")
-    rows = source(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", False, cfg.flink, clock=False)
+    rows = source(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", False, cfg.flink, clock=None)
     out = tmp_path / "seen.txt"
     bundled(rows, max_records=1000, max_delay_ms=200).process(AppendBundle(str(out))).print()
     job = env.execute_async("bundling-unbounded")

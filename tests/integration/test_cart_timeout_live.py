@@ -19,7 +19,7 @@ from tracktor.collector.server import Collector
 from tracktor.flink import runner
 from tracktor.topics import caught_up, ensure_topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]  # a job SIGKILLed mid-state: the second tier
 SHOP = "demo-shop"
 TIMEOUT_S = 8
 CART = {"totalprice": 3.98, "products": [{"name": "Tea sampler", "price": 1.99, "count": 2}]}

@@ -15,7 +15,7 @@ from tests.conftest import BEGINNING, ONE_MINUTE, make_config, read_topic, start
 from tracktor.dev import loader
 from tracktor.topics import ensure_topics
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]  # beside the fault tests it explains (the suite keeps its 20 min)
+pytestmark = pytest.mark.integration
 SHOP, VIDEO = "demo-shop", "demo-video"
 HOUR = 60 * ONE_MINUTE
 TIMEOUT = 20 * ONE_MINUTE  # demo-shop's cart_timeout in tracktor.yaml

@@ -89,11 +89,11 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
         flink = flink.model_copy(update={"checkpoint_interval_ms": min(flink.checkpoint_interval_ms, 1000)})
     env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded)
     groups = {role: job.group_id(role) + replay for role in job.inputs}
-    inputs = {}
+    inputs, written_clocks = {}, jobs_clock()
     for role in job.inputs:
-        clock = None if role not in job.clock_inputs else kafka.HEARTBEATS if role in jobs_clock() else kafka.RECORDS
+        source_clock = (kafka.HEARTBEATS if role in written_clocks else kafka.RECORDS) if role in job.clock_inputs else None
         stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
-                              bounded and not replay, flink, clock=clock)
+                              bounded and not replay, flink, clock=source_clock)
         inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
     out = job.build(inputs, cfg)
     clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None

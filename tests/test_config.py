@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import yaml
@@ -122,3 +123,14 @@ def test_an_absolute_chdb_path_is_that_path_wherever_the_config_file_is(tmp_path
         assert client.command(f"SELECT count() FROM {second.clickhouse.database}.identities") == 1
     finally:
         client.close()
+
+
+def test_jvm_options_reach_the_jvm_a_job_starts_once_after_those_given(monkeypatch):
+    from tracktor.flink.environment import use_this_interpreter
+
+    shipped = config.load().flink.jvm_options
+    assert shipped == "-XX:TieredStopAtLevel=1"
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Xss2m")
+    use_this_interpreter(shipped)
+    use_this_interpreter(shipped)  # a second job in the same process
+    assert os.environ["JAVA_TOOL_OPTIONS"] == "-Xss2m -XX:TieredStopAtLevel=1"

@@ -40,15 +40,19 @@ def savepoint_dir(flink: FlinkSettings, job_name: str) -> Path:
     return (flink.checkpoint_dir / job_name / "savepoints").resolve()
 
 
-def use_this_interpreter() -> None:
+def use_this_interpreter(jvm_options: str = "") -> None:
     """Python workers must run this interpreter (the venv's), and thread mode resolves
     packages through the `python` on PATH — as it was when the JVM started, so call this
-    before anything launches PyFlink's gateway.
+    before anything launches PyFlink's gateway; `jvm_options` (flink.jvm_options) go to that
+    JVM, after any JAVA_TOOL_OPTIONS already set.
 
     PYTHONFAULTHANDLER is kept from the JVM: in thread mode the JVM embeds Python, whose
     fault handler would take the SIGSEGVs the JVM raises on purpose (its implicit null
     checks), re-raise them, and so kill the JVM ("SIGSEGV (sent by kill)", SI_TKILL)."""
     os.environ.pop("PYTHONFAULTHANDLER", None)
+    given = os.environ.get("JAVA_TOOL_OPTIONS", "")
+    if jvm_options and jvm_options not in given:
+        os.environ["JAVA_TOOL_OPTIONS"] = f"{given} {jvm_options}".strip()
     venv_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -67,7 +71,7 @@ def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False, restor
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    use_this_interpreter()
+    use_this_interpreter(flink.jvm_options)
     conf = Configuration()
     settings = {
         "pipeline.name": job_name,

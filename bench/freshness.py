@@ -9,24 +9,32 @@
    every insert pays) into the events table with its views (the writer's own work but for
    reading records, in bundles of 20k), and for reference into a bare copy of it, from
    arrival order and already sorted.
-2. Freshness: every job of the pipeline runs unbounded (as `bin/tracktor job NAME`, the
-   shipped settings but for the topics, paths and the checkpoint interval) under a steady
-   offered load of generated calls; every half second a probe event is sent to tracktor.raw,
-   and a reader polls a times_event_happened metric through the warehouse's owner (the
-   rollup) until it counts the probe. Freshness = counted − acknowledged by Kafka; p50, p99,
-   beside the checkpoint interval (a job's output is readable once its checkpoint commits).
-   With each probe go a purchase and a property set by new people of the shop demo: the
-   time from their acknowledgement to cart_timeout's `Cart purchased` on tracktor.derived
-   and segment_eval's big_spenders entry on tracktor.segments (read_committed) is the
-   latency from a call to its derived records.
+2. Freshness: every job of the pipeline (jobs.NAMES) runs unbounded (as `bin/tracktor job
+   NAME`, the shipped settings but for the topics, paths and the checkpoint interval)
+   behind the HTTP collector, under a steady offered load of generated calls posted to it
+   as /batch calls of 100; every half second a probe is sent as GET /track, and a reader
+   polls a times_event_happened metric through the warehouse's owner (the rollup) until
+   it counts the probe. Freshness = counted − the collector's 200; p50, p99, beside the
+   checkpoint interval (a job's output is readable once its checkpoint commits). With
+   each probe go a purchase and a property set by new people of the shop demo (/batch):
+   the time from their 200 to cart_timeout's `Cart purchased` on tracktor.derived and
+   segment_eval's big_spenders entry on tracktor.segments (read_committed) is the
+   latency from a call to its derived records. Over the probes, the CPU every process
+   used (each job's process tree, the broker, this process: the collector, the load, the
+   probes and their readers) gives the cores the pipeline used at that load, beside the
+   machine's cores. The load starts once the pipeline is up and runs SETTLE_S before the
+   probes; a probe not seen WAIT_S after the last makes the figures floors.
 
     bin/tracktor bench --only freshness [--quick]   (or .venv/bin/python bench/freshness.py [--rows N])
 """
 from __future__ import annotations
 
 import atexit
+import collections
+import http.client
 import itertools
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,13 +42,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+import urllib.parse
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Figure, arguments, report  # noqa: E402
+import jobs as job_names  # noqa: E402
 from jobs import metric_rollup  # noqa: E402
 from tests.conftest import clean_env, make_config  # noqa: E402
 from tracktor.analytics import queries as analytics  # noqa: E402
@@ -50,12 +60,19 @@ from tracktor import warehouse  # noqa: E402
 from tracktor.config import metric_from  # noqa: E402
 from tracktor.flink import runner  # noqa: E402
 from tracktor.flink.bundling import collector_paused  # noqa: E402
+from tracktor.collector.processes import CollectorProcesses  # noqa: E402
 from tracktor.dev.kafka_local import LocalKafka  # noqa: E402
 from tracktor.dev.sample_data import Generator  # noqa: E402
 from tracktor.warehouse.shared import owner_file  # noqa: E402
 from udfs.envelope import CART_METHODS  # noqa: E402
 
 PROBE = "Freshness probe"
+LOAD_BATCH = 100  # calls per /batch of the offered load
+# (offered calls/s, checkpoint interval ms) of the freshness runs
+FULL_RUNS = [(1000, 1000), (2500, 1000), (5000, 1000), (1000, 5000), (5000, 5000)]
+QUICK_RUNS = [(100, 1000)]
+SETTLE_S = 20  # the offered load runs this long before the probes start
+WAIT_S = 120  # how long after the last probe the run waits for the probes to be counted
 CART_PROBE, SEGMENT_PROBE = "cart-probe-", "segment-probe-"  # the derived records' probe people
 
 
@@ -205,118 +222,234 @@ def rollup_rate(tmp: Path, bootstrap: str, texts: list[str]) -> list[Figure]:
                    "the same job writing nothing", ceiling)]
 
 
-def freshness(tmp: Path, bootstrap: str, probes: int, load_per_s: int, checkpoint_ms: int) -> list[Figure]:
-    name = f"fresh-{load_per_s}-{checkpoint_ms}"
-    (tmp / name).mkdir()
-    cfg = make_config(tmp / name, name, bootstrap, checkpoint_interval_ms=checkpoint_ms)
-    ensure_topics(bootstrap, cfg.kafka, partitions=2)
-    jobs = [subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", job], cwd=ROOT,
-                             env=clean_env(), stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}-{job}.log", "w"))
-            for job in ("identity_merge", "cart_timeout", "segment_eval", "metric_rollup")]
-    from kafka import KafkaProducer
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-    stop = threading.Event()
-    derived = DerivedRecords(bootstrap, cfg.topics["derived"], cfg.topics["segments"], stop=stop)
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far, user + system, its reaped children's
+    included) of every running process."""
+    tick, table = os.sysconf("SC_CLK_TCK"), {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()  # after the command's name
+            except OSError:
+                continue  # it has just exited
+            table[int(d.name)] = (int(fields[1]), sum(map(int, fields[11:15])) / tick)  # its own and its reaped children's
+    return table
 
-    def background():
-        gen = iter(Generator(seed=9, people=1_000_000, start_ms=int(time.time() * 1000), days=1))
-        while not stop.is_set():
-            t = time.monotonic()
-            for _ in range(load_per_s // 10):
-                e = next(gen)
-                producer.send(cfg.topics["raw"], key=e["app"].encode(), value=json.dumps(e).encode())
-            stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
 
-    def probe(i: int) -> float:
-        now = int(time.time() * 1000)
-        e = E.track("demo-video", f"probe-{i}", PROBE, now, received_at=now)
-        producer.send(cfg.topics["raw"], key=b"demo-video", value=json.dumps(e).encode()).get(timeout=30)
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process with its descendants, a descendant that
+    is itself named counted under its own name only."""
+    table, children = _processes(), collections.defaultdict(list)
+    for pid, (parent, _) in table.items():
+        children[parent].append(pid)
+    named, used = set(roots.values()), {}
+    for name, root in roots.items():
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            total += table.get(pid, (0, 0.0))[1]
+            todo += [c for c in children[pid] if c not in named]
+        used[name] = total
+    return used
+
+
+class Calls:
+    """Calls to the collector over one keep-alive connection, each answered 200 (else raised)."""
+
+    def __init__(self, address: str):
+        url = urllib.parse.urlsplit(address)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> float:
+        headers = {"Content-Type": "application/json"} if body else {}
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # the collector closes a connection idle for collector.idle_timeout: open another, as a browser does
+            self.conn.close()
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+        text = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the collector answered {method} {path[:60]} with {response.status}: {text[:300]!r}")
         return time.monotonic()
 
-    def derived_probe(i: int) -> None:
-        """A purchase (cart_timeout's `Cart purchased` on tracktor.derived) and a property
-        set that puts a new person in the shipped segment big_spenders (tracktor.segments)."""
-        now = int(time.time() * 1000)
-        cart = {"totalprice": 80, "products": [{"name": "probe", "price": 80}]}
-        for e in (E.cart("demo-shop", f"{CART_PROBE}{i}", "purchase", cart, now, received_at=now),
-                  E.set_properties("demo-shop", f"{SEGMENT_PROBE}{i}", {"total_spent": 100}, now, received_at=now)):
-            producer.send(cfg.topics["raw"], key=b"demo-shop", value=json.dumps(e).encode()).get(timeout=30)
-            derived.acked[e["id"]] = time.monotonic()
+    def batch(self, envelopes: list[dict]) -> float:
+        """POST /batch; when it was answered."""
+        return self._call("POST", "/batch", json.dumps([E.to_call(e) for e in envelopes]).encode())
+
+    def track(self, app: str, distinct_id: str, action: str, ts: int) -> float:
+        """GET /track, as a browser's tio.js calls it; when it was answered."""
+        return self._call("GET", "/track?" + urllib.parse.urlencode({"sid": app, "id": distinct_id, "action": action,
+                                                                        "ts": ts}))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, checkpoint_ms: int) -> list[Figure]:
+    name = f"fresh-{load_per_s}-{checkpoint_ms}"
+    (tmp / name).mkdir()
+    bootstrap = broker.bootstrap_servers
+    cfg = make_config(tmp / name, name, bootstrap, checkpoint_interval_ms=checkpoint_ms)
+    ensure_topics(bootstrap, cfg.kafka, partitions=2)
+    jobs = {job: subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", job],
+                                  cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL,
+                                  stderr=open(tmp / f"{name}-{job}.log", "w"))
+            for job in job_names.NAMES}
+    stop, offered, failures, collector = threading.Event(), [0], [], None
+
+    def alive() -> None:
+        """Raise if a job has exited or a call failed."""
+        gone = [job for job, p in jobs.items() if p.poll() is not None]
+        if gone or failures:
+            raise RuntimeError(f"{failures[0] if failures else 'job(s) ' + ', '.join(gone) + ' exited'}; "
+                               f"see {tmp}/{name}-*.log")
+
+    def background():
+        """load_per_s generated calls a second, as /batch calls of LOAD_BATCH each tenth of a
+        second, stamped with the time they are sent (one connection, each call waiting for
+        its 200: the rate sent is measured, and falls short when the collector is slower)."""
+        gen, calls = iter(Generator(seed=9, people=1_000_000)), Calls(collector.address)
+        try:
+            while not stop.is_set():
+                t, now, due = time.monotonic(), int(time.time() * 1000), max(1, load_per_s // 10)
+                while due > 0:
+                    n = min(LOAD_BATCH, due)
+                    calls.batch([{**next(gen), "ts": now} for _ in range(n)])
+                    offered[0] += n
+                    due -= n
+                stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
+        except Exception as e:  # noqa: BLE001 - reported by the run, which then fails
+            if not stop.is_set():  # (not the collector stopping at the end)
+                failures.append(e)
+        finally:
+            calls.close()
 
     try:
-        # the writer opens the warehouse with its first record: start the load, then wait for it
-        threading.Thread(target=background, daemon=True).start()
+        collector = CollectorProcesses(cfg, bootstrap, workers=1, port=0).start()
+        derived = DerivedRecords(bootstrap, cfg.topics["derived"], cfg.topics["segments"], stop=stop)
+        # the pipeline starts idle: the writer opens the warehouse with the warm-up probe, the
+        # first record; it is counted once every job has started and checkpointed
+        probe_calls = Calls(collector.address)
+        t0 = probe_calls.track("demo-video", "probe-warm-up", PROBE, int(time.time() * 1000))
         path = Path(cfg.clickhouse.dsn[len("chdb://"):])
-        deadline = time.monotonic() + 180
         while not owner_file(path).exists():
-            if time.monotonic() > deadline or any(j.poll() is not None for j in jobs):
-                raise RuntimeError(f"the jobs did not start; see {tmp}/*.log")
+            alive()
+            if time.monotonic() - t0 > 300:
+                raise RuntimeError(f"the warehouse was not opened in 300 s; see {tmp}/{name}-*.log")
             time.sleep(0.2)
         client = warehouse.connect(cfg.clickhouse)
         db = cfg.clickhouse.database
         warehouse.migrate(client, db)  # the writer may still be migrating: idempotent, through the owner
         metric = metric_from("probes", {"type": "times_event_happened", "event": PROBE})
-        today = datetime.now(timezone.utc).date()
 
         def counted() -> int:
-            return int(analytics.metric(client, db, "demo-video", metric, today, today).total)
+            """The probes the metric counts (since yesterday: a run may cross midnight UTC)."""
+            today = datetime.now(timezone.utc).date()
+            return int(analytics.metric(client, db, "demo-video", metric, today - timedelta(days=1), today).total)
 
-        # warm up: the first probe also waits for the jobs' first checkpoints
-        t0 = probe(-1)
+        def probes_stored() -> set[str]:
+            """Which probes are stored: they need not arrive in the order they were sent."""
+            return {r[0] for r in client.query(f"SELECT DISTINCT distinct_id FROM {db}.events WHERE app = "
+                                               f"'demo-video' AND event = '{PROBE}'").result_rows}
+
         while counted() < 1:
+            alive()
             if time.monotonic() - t0 > 300:
-                raise RuntimeError("the warm-up probe never arrived")
+                raise RuntimeError("the warm-up probe was not counted in 300 s")
             time.sleep(0.2)
         print(f"pipeline running; first probe counted after {time.monotonic() - t0:.1f}s (start-up included)", flush=True)
+        # then the offered load, steady for SETTLE_S before the probes
+        threading.Thread(target=background, daemon=True).start()
+        stop.wait(SETTLE_S)
 
-        acked, seen = [], [None] * probes
+        acked, seen = {}, {}  # probe id -> when the collector answered / when the metric counted it
         sent_all = threading.Event()
 
         def send_probes():
-            for i in range(probes):
-                acked.append(probe(i))
-                derived_probe(i)
-                time.sleep(0.5)
+            """A GET /track probe, then a /batch of a purchase and a property set by two new
+            shop people (their derived records' probes), then half a second's pause."""
+            cart = {"totalprice": 80, "products": [{"name": "probe", "price": 80}]}
+            try:
+                for i in range(probes):
+                    if stop.is_set():
+                        break
+                    now = int(time.time() * 1000)
+                    acked[f"probe-{i}"] = probe_calls.track("demo-video", f"probe-{i}", PROBE, now)
+                    people = (f"{CART_PROBE}{i}", f"{SEGMENT_PROBE}{i}")
+                    answered = probe_calls.batch([E.cart("demo-shop", people[0], "purchase", cart, now),
+                                                  E.set_properties("demo-shop", people[1], {"total_spent": 100}, now)])
+                    for who in people:
+                        derived.acked[who] = answered
+                    stop.wait(0.5)
+            except Exception as e:  # noqa: BLE001 - reported by the run, which then fails
+                if not stop.is_set():
+                    failures.append(e)
             sent_all.set()
 
-        threading.Thread(target=send_probes, daemon=True).start()
-        last = time.monotonic() + 600
+        roots = {**{job: p.pid for job, p in jobs.items()}, "broker": broker.process.pid, "this process": os.getpid()}
+        cpu_before, started, offered_before = cpu_seconds(roots), time.monotonic(), offered[0]
+        sender = threading.Thread(target=send_probes, daemon=True)
+        sender.start()
+        last, known = started + probes * 0.6 + WAIT_S, 1
         while time.monotonic() < last:
-            n = counted() - 1  # less the warm-up probe
-            now = time.monotonic()
-            for i in range(min(n, len(acked))):
-                if seen[i] is None:
-                    seen[i] = now
-            if sent_all.is_set() and all(s is not None for s in seen) and derived.complete():
+            alive()
+            n = counted()
+            if n > known:  # new probes are counted: which ones
+                now, known = time.monotonic(), n
+                for who in probes_stored() - seen.keys():
+                    seen[who] = now
+            if sent_all.is_set() and len(seen) > len(acked) and derived.complete():  # (seen has the warm-up's)
                 break
             time.sleep(0.05)
+        ended = time.monotonic()
+        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(roots).items()}
+        window = ended - started
+        sent_rate = (offered[0] - offered_before) / window
+        stop.set()
+        sender.join(30)
         client.close()
+        probe_calls.close()
     finally:
         stop.set()
-        producer.close()
-        for j in jobs:
-            j.terminate()
-        for j in jobs:
-            j.wait(timeout=60)
-    lags = sorted(s - a for s, a in zip(seen, acked) if s is not None)
-    if len(lags) < probes:
-        print(f"only {len(lags)} of {probes} probes were counted within the time limit", flush=True)
+        if collector is not None:
+            collector.stop()
+        for p in jobs.values():
+            p.terminate()
+        for p in jobs.values():
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    lags = sorted(seen.get(who, ended) - t for who, t in acked.items())  # never counted: at least until the end
+    missing = sum(who not in seen for who in acked) + sum(who not in derived.seen for who in derived.acked)
+    if missing:
+        print(f"{missing} probes were not seen within {WAIT_S}s of the last: the pipeline fell behind the offered "
+              f"load, and the figures below are floors (their lags counted until the end)", flush=True)
     p50 = statistics.median(lags)
     p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
-    print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered, checkpoints every {checkpoint_ms} ms: "
-          f"p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
-    where = f"{load_per_s:,} calls/s, checkpoints {checkpoint_ms} ms"
-    figures = [Figure("freshness", f"p50, {where}", p50, "s", "checkpoint interval", checkpoint_ms / 1000, True),
-               Figure("freshness", f"p99, {where}", p99, "s", "checkpoint interval", checkpoint_ms / 1000, True)]
+    print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered ({sent_rate:,.0f} sent), checkpoints "
+          f"every {checkpoint_ms} ms: p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
+    cores = sum(cpu.values()) / window
+    print(f"cores used over {window:.0f}s: {cores:.2f} of {os.cpu_count()}: "
+          + ", ".join(f"{k} {v / window:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+          + " (this process: the collector, the load, the probes and their readers; the metric's polling is the "
+            "rollup's)", flush=True)
+    where = (f"{load_per_s:,} calls/s{' (floor)' if missing else ''} ({sent_rate:,.0f} sent), "
+             f"checkpoints {checkpoint_ms} ms")
+    figures = [Figure("freshness", f"call -> metric {q}, {where}", v, "s", "checkpoint interval", checkpoint_ms / 1000,
+                      True) for q, v in (("p50", p50), ("p99", p99))]
     for label, prefix in (("cart record", CART_PROBE), ("segment record", SEGMENT_PROBE)):
-        lags = derived.lags(prefix)
-        if not lags:
-            print(f"no call -> {label} was seen", flush=True)
-            continue
+        lags = derived.lags(prefix, ended)
         p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
         print(f"call -> {label} on Kafka over {len(lags)} calls: p50 {p50:.2f}s  p99 {p99:.2f}s", flush=True)
         figures += [Figure("freshness", f"call -> {label} {q}, {where}", v, "s", "checkpoint interval",
                            checkpoint_ms / 1000, True) for q, v in (("p50", p50), ("p99", p99))]
+    figures.append(Figure("freshness", f"cores used, every process, {where}", cores, "cores", "the machine's cores",
+                          os.cpu_count(), True))
     return figures
 
 
@@ -357,30 +490,33 @@ class DerivedRecords:
     def complete(self) -> bool:
         return all(who in self.seen for who in list(self.acked))
 
-    def lags(self, prefix: str) -> list[float]:
-        return sorted(self.seen[w] - t for w, t in list(self.acked.items()) if w.startswith(prefix) and w in self.seen)
+    def lags(self, prefix: str, ended: float) -> list[float]:
+        """The probes' lags, one never seen counted as lasting until `ended` (a floor)."""
+        return sorted(self.seen.get(w, ended) - t for w, t in list(self.acked.items()) if w.startswith(prefix))
 
 
 def main() -> None:
     ap = arguments(__doc__)
     ap.add_argument("--rows", type=int, default=None, help="resolved events for the write-rate run (200k; quick: 30k)")
-    ap.add_argument("--probes", type=int, default=None, help="freshness probes, one every 0.5 s (120; quick: 30)")
-    ap.add_argument("--load", type=int, nargs="+", default=None, help="offered calls/s (1000 5000; quick: 300)")
-    ap.add_argument("--checkpoint-ms", type=int, nargs="+", default=None, help="checkpoint intervals (1000 5000; quick: 1000)")
+    ap.add_argument("--probes", type=int, default=None, help="freshness probes, one every 0.5 s (120; quick: 20)")
+    ap.add_argument("--load", type=int, nargs="+", default=None,
+                    help="offered calls/s, each run at every --checkpoint-ms (default: FULL_RUNS; quick: QUICK_RUNS)")
+    ap.add_argument("--checkpoint-ms", type=int, nargs="+", default=None, help="checkpoint intervals (1000)")
     args = ap.parse_args()
     rows = args.rows or (30_000 if args.quick else 200_000)
     probes = args.probes or (20 if args.quick else 120)
-    loads = args.load or ([300] if args.quick else [1000, 5000])
-    intervals = args.checkpoint_ms or ([1000] if args.quick else [1000, 5000])
+    if args.load or args.checkpoint_ms:  # every offered load at every interval
+        runs = list(itertools.product(args.load or [1000], args.checkpoint_ms or [1000]))
+    else:
+        runs = QUICK_RUNS if args.quick else FULL_RUNS
     tmp = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
     atexit.register(shutil.rmtree, tmp, True)
     with LocalKafka(tmp / "kafka") as broker:
         envs = Generator(seed=3, people=max(1, rows // 12))
         texts = [json.dumps(r) for r in itertools.islice(resolved(envs), rows)]
         figures = writer_rate(tmp, texts) + rollup_rate(tmp, broker.bootstrap_servers, texts)
-        for load in loads:
-            for interval in intervals:
-                figures += freshness(tmp, broker.bootstrap_servers, probes, load, interval)
+        for load, interval in runs:
+            figures += freshness(tmp, broker, probes, load, interval)
     report(figures)
 
 

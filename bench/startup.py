@@ -22,8 +22,9 @@ from bench.common import Figure, arguments, report  # noqa: E402
 
 def main() -> None:
     arguments(__doc__).parse_args()  # --quick changes nothing: this one is small
+    from tracktor import config
     from tracktor.flink.environment import use_this_interpreter
-    use_this_interpreter()
+    use_this_interpreter(config.load().flink.jvm_options)  # the JVM as a job starts it
     t = time.monotonic()
     from pyflink.java_gateway import get_gateway
     get_gateway()

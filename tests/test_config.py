@@ -129,8 +129,11 @@ def test_jvm_options_reach_the_jvm_a_job_starts_once_after_those_given(monkeypat
     from tracktor.flink.environment import use_this_interpreter
 
     shipped = config.load().flink.jvm_options
-    assert shipped == "-XX:TieredStopAtLevel=1"
-    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Xss2m")
+    assert shipped == config.settings.FlinkSettings().jvm_options == "-XX:TieredStopAtLevel=1"
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # restored after the test, as is the rest
+    monkeypatch.delenv("PYTHONFAULTHANDLER", raising=False)
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Xss2m -XX:CICompilerCount=12")
     use_this_interpreter(shipped)
     use_this_interpreter(shipped)  # a second job in the same process
-    assert os.environ["JAVA_TOOL_OPTIONS"] == "-Xss2m -XX:TieredStopAtLevel=1"
+    use_this_interpreter("-XX:CICompilerCount=1 -Xss2m")  # an option is a whole word
+    assert os.environ["JAVA_TOOL_OPTIONS"] == "-Xss2m -XX:CICompilerCount=12 -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"

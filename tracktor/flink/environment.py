@@ -44,15 +44,17 @@ def use_this_interpreter(jvm_options: str = "") -> None:
     """Python workers must run this interpreter (the venv's), and thread mode resolves
     packages through the `python` on PATH — as it was when the JVM started, so call this
     before anything launches PyFlink's gateway; `jvm_options` (flink.jvm_options) go to that
-    JVM, after any JAVA_TOOL_OPTIONS already set.
+    JVM, each one not in JAVA_TOOL_OPTIONS already added after those (and so inherited by
+    processes started later: a JVM already running is not changed).
 
     PYTHONFAULTHANDLER is kept from the JVM: in thread mode the JVM embeds Python, whose
     fault handler would take the SIGSEGVs the JVM raises on purpose (its implicit null
     checks), re-raise them, and so kill the JVM ("SIGSEGV (sent by kill)", SI_TKILL)."""
     os.environ.pop("PYTHONFAULTHANDLER", None)
-    given = os.environ.get("JAVA_TOOL_OPTIONS", "")
-    if jvm_options and jvm_options not in given:
-        os.environ["JAVA_TOOL_OPTIONS"] = f"{given} {jvm_options}".strip()
+    given = os.environ.get("JAVA_TOOL_OPTIONS", "").split()
+    missing = [option for option in jvm_options.split() if option not in given]
+    if missing:
+        os.environ["JAVA_TOOL_OPTIONS"] = " ".join(given + missing)
     venv_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"

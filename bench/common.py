@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +44,11 @@ class Figure:
         if self.baseline_value is not None:
             text += f" {self.baseline:38s} {fmt(self.baseline_value):>12s}  ratio {self.ratio:.3f}"
         return text
+
+
+def p50_p99(lags: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile (the nearest rank below) of sorted latencies."""
+    return statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
 
 
 def fmt(value: float) -> str:

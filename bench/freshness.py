@@ -36,7 +36,6 @@ import itertools
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Figure, arguments, report  # noqa: E402
+from bench.common import Figure, arguments, p50_p99, report  # noqa: E402
 import jobs as job_names  # noqa: E402
 from jobs import metric_rollup  # noqa: E402
 from tests.conftest import clean_env, make_config  # noqa: E402
@@ -429,8 +428,7 @@ def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, check
     if missing:
         print(f"{missing} probes were not seen within {WAIT_S}s of the last: the pipeline fell behind the offered "
               f"load, and the figures below are floors (their lags counted until the end)", flush=True)
-    p50 = statistics.median(lags)
-    p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+    p50, p99 = p50_p99(lags)
     print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered ({sent_rate:,.0f} sent), checkpoints "
           f"every {checkpoint_ms} ms: p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
     cores = sum(cpu.values()) / window
@@ -444,7 +442,7 @@ def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, check
                       True) for q, v in (("p50", p50), ("p99", p99))]
     for label, prefix in (("cart record", CART_PROBE), ("segment record", SEGMENT_PROBE)):
         lags = derived.lags(prefix, ended)
-        p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        p50, p99 = p50_p99(lags)
         print(f"call -> {label} on Kafka over {len(lags)} calls: p50 {p50:.2f}s  p99 {p99:.2f}s", flush=True)
         figures += [Figure("freshness", f"call -> {label} {q}, {where}", v, "s", "checkpoint interval",
                            checkpoint_ms / 1000, True) for q, v in (("p50", p50), ("p99", p99))]

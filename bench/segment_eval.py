@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figure, arguments, report  # noqa: E402
+from bench.common import Figure, arguments, p50_p99, report  # noqa: E402
 from bench.persons import APP, Nothing, bounded_rate, events, load_events, warm_up  # noqa: E402
 
 TEN = [
@@ -225,7 +224,7 @@ def main() -> None:
                 lags = latency(tmp, bs, 30 if args.quick else 100, interval)
                 if not lags:
                     raise RuntimeError("no probe reached tracktor.segments")
-                p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+                p50, p99 = p50_p99(lags)
                 print(f"latency, checkpoints every {interval} ms: {len(lags)} probes, p50 {p50:.3f}s p99 {p99:.3f}s",
                       flush=True)
                 for q, v in (("p50", p50), ("p99", p99)):

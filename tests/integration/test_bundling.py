@@ -12,7 +12,7 @@ from pyflink.datastream import KeyedProcessFunction
 
 from tests.conftest import make_config
 from tracktor.flink.bundling import bundled
-from tracktor.flink.environment import stream_env
+from tracktor.flink.environment import one_java_thread, stream_env
 from tracktor.flink.kafka import source, source_type
 from tracktor.topics import ensure_topics
 
@@ -30,11 +30,12 @@ class ShowBundle(KeyedProcessFunction):
 
 def test_bundles_keep_every_record_once_in_order_and_hold_at_most_max_records(tmp_path):
     cfg = make_config(tmp_path, "bundling", parallelism=2)
-    env, _ = stream_env(cfg.flink, "bundling-bounded")
     records = [Row(f"app-{i % 3}", f"v{i}", i) for i in range(200)]
-    rows = env.from_collection(records, type_info=source_type())
-    bundles = bundled(rows, max_records=7, max_delay_ms=60_000)
-    with bundles.process(ShowBundle(), output_type=SEEN).execute_and_collect() as results:
+    with one_java_thread():
+        env, _ = stream_env(cfg.flink, "bundling-bounded")
+        rows = env.from_collection(records, type_info=source_type())
+        shown = bundled(rows, max_records=7, max_delay_ms=60_000).process(ShowBundle(), output_type=SEEN)
+    with shown.execute_and_collect() as results:
         seen = [(k, json.loads(values)) for k, values in results]
 
     assert all(1 <= len(values) <= 7 for _, values in seen)
@@ -66,10 +67,11 @@ def test_a_bundle_that_does_not_fill_goes_on_after_the_delay_with_no_checkpoint(
     with KafkaProducer(bootstrap_servers=kafka) as producer:
         for i in range(5):
             producer.send(cfg.topics["raw"], key=b"app", value=f"v{i}".encode())
-    env, t_env = stream_env(cfg.flink, "bundling-unbounded")
-    rows = source(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", False, cfg.flink, clock=None)
     out = tmp_path / "seen.txt"
-    bundled(rows, max_records=1000, max_delay_ms=200).process(AppendBundle(str(out))).print()
+    with one_java_thread():
+        env, t_env = stream_env(cfg.flink, "bundling-unbounded")
+        rows = source(t_env, "raw_in", kafka, cfg.topics["raw"], "bundling-timer", False, cfg.flink, clock=None)
+        bundled(rows, max_records=1000, max_delay_ms=200).process(AppendBundle(str(out))).print()
     job = env.execute_async("bundling-unbounded")
     try:
         deadline = time.monotonic() + 45  # start-up takes ~10 s here

@@ -1,6 +1,8 @@
 """The one place that builds a PyFlink environment: jars, interpreter, checkpoints, parallelism."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import sys
@@ -58,6 +60,31 @@ def use_this_interpreter(jvm_options: str = "") -> None:
     venv_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+@contextlib.contextmanager
+def one_java_thread():
+    """Keep this thread's PyFlink calls on one Java thread while a job is built in it.
+
+    A PyFlink call runs on the Java thread of the py4j connection it takes from a pool, and a
+    job's build relies on two things set on one Java thread only: the class loader that sees
+    Tracktor's jars (set where `stream_env` added them) and Calcite's metadata provider (set
+    where the table environment was created, FLINK-23020). A thread keeps taking the same
+    connection unless another thread holds it at that moment, and in a process that builds
+    jobs the one other taker is the garbage collector: a Java object's finalizer sends its
+    release from whichever thread a collection ran on (a server's, a Kafka client's). The
+    build then went on on a fresh Java thread and failed, now and then: "Could not found the
+    Java class 'io.tracktor.flink...'" or NullPointerException "metadataHandlerProvider".
+    So the garbage is collected here first and the automatic collection is off for the build
+    (seconds); tests/integration/test_one_java_thread.py makes the race happen."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False, restore: Path | None = None,

@@ -23,7 +23,7 @@ from typing import Callable
 from tracktor import config as config_mod, logs
 from tracktor.config import Config
 from tracktor.flink import kafka
-from tracktor.flink.environment import savepoint_dir, stream_env
+from tracktor.flink.environment import one_java_thread, savepoint_dir, stream_env
 from tracktor.flink.status import registered
 
 log = logging.getLogger(__name__)
@@ -87,18 +87,19 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
     replay = f"-replay-{uuid.uuid4().hex[:8]}" if bounded and job.feedback else ""
     if replay:  # its end shows in committed offsets: checkpoint often
         flink = flink.model_copy(update={"checkpoint_interval_ms": min(flink.checkpoint_interval_ms, 1000)})
-    env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded)
-    groups = {role: job.group_id(role) + replay for role in job.inputs}
-    inputs, written_clocks = {}, jobs_clock()
-    for role in job.inputs:
-        source_clock = (kafka.HEARTBEATS if role in written_clocks else kafka.RECORDS) if role in job.clock_inputs else None
-        stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
-                              bounded and not replay, flink, clock=source_clock)
-        inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
-    out = job.build(inputs, cfg)
-    clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None
-    result = kafka.sink(t_env, out, f"{job.name}_out", bootstrap_servers, [topics[r] for r in job.outputs],
-                        job.transactional_id_prefix + replay, flink, clock)
+    with one_java_thread():
+        env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded)
+        groups = {role: job.group_id(role) + replay for role in job.inputs}
+        inputs, written_clocks = {}, jobs_clock()
+        for role in job.inputs:
+            source_clock = (kafka.HEARTBEATS if role in written_clocks else kafka.RECORDS) if role in job.clock_inputs else None
+            stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
+                                  bounded and not replay, flink, clock=source_clock)
+            inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
+        out = job.build(inputs, cfg)
+        clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None
+        result = kafka.sink(t_env, out, f"{job.name}_out", bootstrap_servers, [topics[r] for r in job.outputs],
+                            job.transactional_id_prefix + replay, flink, clock)
     if replay:
         drain(result, bootstrap_servers, {topics[role]: groups[role] for role in job.inputs}, flink)
         shutil.rmtree(flink.checkpoint_dir / (job.name + replay), ignore_errors=True)
@@ -177,10 +178,12 @@ def collect(job: Job, cfg: Config, records: dict[str, list[tuple]]) -> list[tupl
     from pyflink.common import Row
 
     flink = job.flink_settings(cfg)
-    env, _ = stream_env(flink, job.name)
-    inputs = {role: env.from_collection([Row(*r) for r in records.get(role, [])], type_info=kafka.source_type())
-              for role in job.inputs}
-    with job.build(inputs, cfg).execute_and_collect() as rows:
+    with one_java_thread():
+        env, _ = stream_env(flink, job.name)
+        inputs = {role: env.from_collection([Row(*r) for r in records.get(role, [])], type_info=kafka.source_type())
+                  for role in job.inputs}
+        out = job.build(inputs, cfg)
+    with out.execute_and_collect() as rows:
         return [tuple(r) for r in rows]
 
 

@@ -43,12 +43,18 @@ def run(name: str, quick: bool) -> tuple[list, str | None, float]:
         return [], str(e), time.monotonic() - t
     seconds = time.monotonic() - t
     if code != 0:
-        tail = "".join(lines[-5:]).strip()
-        return [], f"exit status {code}: {tail[-500:]}", seconds
+        return [], f"exit status {code}: {what_went_wrong(lines)}", seconds
     try:
         return figures_in("".join(lines)), None, seconds
     except ValueError as e:
         return [], str(e), seconds
+
+
+def what_went_wrong(lines: list[str]) -> str:
+    """The last lines of a failed benchmark's output less Java stack frames: a Py4JJavaError
+    ends in frames alone, and what failed is in its first line and its "Caused by" lines."""
+    said = [line.rstrip() for line in lines if not line.lstrip().startswith(("at ", "... "))]
+    return "\n".join(said[-8:]).strip()[-1500:]
 
 
 def table(figures) -> str:

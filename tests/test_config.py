@@ -128,8 +128,8 @@ def test_an_absolute_chdb_path_is_that_path_wherever_the_config_file_is(tmp_path
 def test_jvm_options_reach_the_jvm_a_job_starts_once_after_those_given(monkeypatch):
     from tracktor.flink.environment import use_this_interpreter
 
-    assert config.load().flink.jvm_options == config.settings.FlinkSettings().jvm_options == ""  # the JVM's own
-    shipped = "-XX:TieredStopAtLevel=1"  # what docs/performance.md measured
+    shipped = config.load().flink.jvm_options
+    assert shipped == config.settings.FlinkSettings().jvm_options == "-XX:TieredStopAtLevel=1"
     monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # restored after the test, as is the rest
     monkeypatch.delenv("PYTHONFAULTHANDLER", raising=False)
     monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Xss2m -XX:CICompilerCount=12")

@@ -131,9 +131,9 @@ class FlinkSettings(Model):
     taskmanager_memory: Text = "2g"
     # Options for the JVM a job starts with its embedded mini-cluster (`bin/tracktor job`, the
     # demo, the tests; not a cluster's JobManager and TaskManagers), passed as
-    # JAVA_TOOL_OPTIONS. On small machines -XX:TieredStopAtLevel=1 (C1 only) starts the five
-    # jobs in half the time and keeps the optimising compiler off the cores (docs/performance.md).
-    jvm_options: str = ""
+    # JAVA_TOOL_OPTIONS. C1 only: on 2 cores the five jobs start in half the time and the
+    # optimising compiler no longer takes a share of every core (docs/performance.md).
+    jvm_options: str = "-XX:TieredStopAtLevel=1"
     # A job run by `bin/tracktor job` serves Flink's REST API (for `bin/tracktor status`) on
     # the first free port of this range, on 127.0.0.1.
     rest_ports: Annotated[Text, Field(pattern=r"^\d+-\d+$")] = "18081-18180"

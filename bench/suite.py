@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -21,6 +23,7 @@ from bench.common import ROOT, figures_in, fmt
 
 BENCHES = ("collector", "jobs", "segment_eval", "workflows", "freshness", "queries", "warehouse_http", "startup")
 TIMEOUT_S = {"quick": 600, "full": 3600}
+EXCEPTION = re.compile(r"([\w.]+(Error|Exception|Expired|Interrupt)\b|Caused by:)")  # a line that names an exception
 
 
 def run(name: str, quick: bool) -> tuple[list, str | None, float]:
@@ -29,21 +32,25 @@ def run(name: str, quick: bool) -> tuple[list, str | None, float]:
     env = {k: v for k, v in os.environ.items() if "PYFLINK" not in k}
     t = time.monotonic()
     lines = []
+    limit = TIMEOUT_S["quick" if quick else "full"]
     try:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = t + TIMEOUT_S["quick" if quick else "full"]
+    except OSError as e:
+        return [], str(e), time.monotonic() - t
+    killer = threading.Timer(limit, proc.kill)  # a benchmark that hangs silently is stopped too
+    killer.start()
+    try:
         for line in proc.stdout:
             lines.append(line)
             if not line.startswith("BENCH-FIGURES"):
                 print(f"  [{name}] {line}", end="", flush=True)
-            if time.monotonic() > deadline:
-                proc.kill()
         code = proc.wait()
-    except OSError as e:
-        return [], str(e), time.monotonic() - t
+    finally:
+        killer.cancel()
     seconds = time.monotonic() - t
     if code != 0:
-        return [], f"exit status {code}: {what_went_wrong(lines)}", seconds
+        how = f"killed at its {limit} s deadline" if seconds >= limit else f"exit status {code}"
+        return [], f"{how}: {what_went_wrong(lines)}", seconds
     try:
         return figures_in("".join(lines)), None, seconds
     except ValueError as e:
@@ -51,10 +58,14 @@ def run(name: str, quick: bool) -> tuple[list, str | None, float]:
 
 
 def what_went_wrong(lines: list[str]) -> str:
-    """The last lines of a failed benchmark's output less Java stack frames: a Py4JJavaError
-    ends in frames alone, and what failed is in its first line and its "Caused by" lines."""
-    said = [line.rstrip() for line in lines if not line.lstrip().startswith(("at ", "... "))]
-    return "\n".join(said[-8:]).strip()[-1500:]
+    """A failed benchmark's exceptions (the first lines naming one and their "Caused by"
+    chain, wherever they are in its output: a cleanup's error or later log lines may follow)
+    and then its last lines, less Java stack frames (a Py4JJavaError ends in frames alone)."""
+    said = [line.rstrip() for line in lines
+            if not line.lstrip().startswith(("at ", "... ")) and set(line.strip()) - set("^~ ")]
+    errors = [line for line in said if EXCEPTION.match(line.lstrip(": "))][:8]
+    tail = [line for line in said[-5:] if line not in errors]
+    return "\n".join(errors + tail).strip()[-2000:]
 
 
 def table(figures) -> str:

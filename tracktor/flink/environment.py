@@ -76,7 +76,9 @@ def one_java_thread():
     build then went on on a fresh Java thread and failed, now and then: "Could not found the
     Java class 'io.tracktor.flink...'" or NullPointerException "metadataHandlerProvider".
     So the garbage is collected here first and the automatic collection is off for the build
-    (seconds); tests/integration/test_one_java_thread.py makes the race happen."""
+    (seconds); tests/integration/test_one_java_thread.py makes the race happen. Not closed: a
+    collection already running on another thread, a Java object released by another thread
+    (docs/architecture.md, "A job's build keeps to one Java thread")."""
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()

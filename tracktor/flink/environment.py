@@ -79,14 +79,10 @@ def one_java_thread():
     (seconds); tests/integration/test_one_java_thread.py makes the race happen. Not closed: a
     collection already running on another thread, a Java object released by another thread
     (docs/architecture.md, "A job's build keeps to one Java thread")."""
+    from tracktor.flink.bundling import collector_paused  # bundling imports this module
     gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False, restore: Path | None = None,

@@ -60,7 +60,8 @@ def run(name: str, quick: bool) -> tuple[list, str | None, float]:
 def what_went_wrong(lines: list[str]) -> str:
     """A failed benchmark's exceptions (the first lines naming one and their "Caused by"
     chain, wherever they are in its output: a cleanup's error or later log lines may follow)
-    and then its last lines, less Java stack frames (a Py4JJavaError ends in frames alone)."""
+    and then its last lines; Java stack frames (a Py4JJavaError ends in frames alone), blank
+    lines and Python's ^^^ markers left out."""
     said = [line.rstrip() for line in lines
             if not line.lstrip().startswith(("at ", "... ")) and set(line.strip()) - set("^~ ")]
     errors = [line for line in said if EXCEPTION.match(line.lstrip(": "))][:8]

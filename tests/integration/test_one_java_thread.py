@@ -48,6 +48,9 @@ def test_a_build_keeps_to_one_java_thread_while_another_thread_collects(tmp_path
                 cycle.append(cycle)
             time.sleep(0.002)
 
+    # The JVM starts before the other thread: started while it ran, thread-mode jobs run later
+    # in this process failed ("No module named 'pemja'"; cause not found).
+    stream_env(cfg.flink, "one-thread-start")
     other = threading.Thread(target=collecting, daemon=True)
     other.start()
     try:

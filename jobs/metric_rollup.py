@@ -1,6 +1,8 @@
 """metric_rollup: tracktor.events, .derived, .identities, .profiles, .segments -> ClickHouse.
 
-Exactly once in effect: records reach the writer in bundles per input (the JVM bundler sends
+Exactly once in effect: records reach the writer in bundles, every input's records together
+(each tagged with its input's role), so each bundle is one Python call and one insert per
+table, at most `clickhouse.insert_max_delay_ms` after its first record (the JVM bundler sends
 every bundle on before a checkpoint barrier, and PyFlink's Python operator finishes its
 input before the barrier passes), and the writer inserts each bundle before it returns. So
 every row read before a checkpoint is in ClickHouse when the checkpoint completes, and a
@@ -28,8 +30,8 @@ MAX_BUNDLE_ROWS = 20_000  # records per insert: large inserts are what ClickHous
 
 
 class WarehouseWriter(KeyedProcessFunction):
-    """Inserts each bundle of one input's records (the current key is the input's role);
-    yields only dead-letter records for records it cannot use."""
+    """Inserts each bundle of records (each with the role of the input it came from), one
+    insert per table; yields only dead-letter records for records it cannot use."""
 
     def __init__(self, clickhouse, topics: dict):
         self.clickhouse = clickhouse
@@ -43,9 +45,8 @@ class WarehouseWriter(KeyedProcessFunction):
         self.deletions = Deletions(warehouse.deleted_ids(self.client, self.clickhouse.database))
 
     def process_element(self, bundle, ctx):
-        role = ctx.get_current_key()
         with collector_paused():
-            tables, deleted, dead = self._rows(role, bundle)
+            tables, deleted, dead = self._rows(bundle)
         db = self.clickhouse.database
         for app, ids in sorted(deleted.items()):  # a deleted person's rows written before now
             warehouse.forget(self.client, db, app, sorted(ids))
@@ -54,13 +55,13 @@ class WarehouseWriter(KeyedProcessFunction):
         if dead:
             yield bundle_row(dead)
 
-    def _rows(self, role: str, bundle):
+    def _rows(self, bundle):
         """The rows of the bundle's records to write, by table (not those of deleted people);
         the ids each deletion notice deleted, by app; dead letters of the records it cannot use."""
         rows: list[tuple[str, list, int]] = []
         deleted: dict[str, set] = {}  # app -> ids deleted in this bundle
         dead = Outputs()
-        for text, ts in zip(bundle.values, bundle.stamps):
+        for text, ts, role in zip(bundle.values, bundle.stamps, bundle.roles):
             try:
                 for table, row in to_rows(role, text):
                     rows.append((table, row, ts))
@@ -83,13 +84,16 @@ class WarehouseWriter(KeyedProcessFunction):
 
 
 def bundles(inputs: dict, cfg):
-    """Every input's records in bundles, keyed by the input's role."""
+    """Every input's records in the same bundles (one key, each record tagged with its role):
+    an insert's cost is mostly fixed (a new part per table, ~5-15 ms in chDB whatever its
+    size), so a table's rows from every input (events and derived) are one insert."""
     from pyflink.datastream.data_stream import DataStream
 
-    keyed = [DataStream(inputs[role]._j_data_stream.map(jvm().io.tracktor.flink.WithKey(role),
+    keyed = [DataStream(inputs[role]._j_data_stream.map(jvm().io.tracktor.flink.WithKey(NAME),
                                                           inputs[role]._j_data_stream.getType()))
              for role in ROLES]
-    return bundled(*keyed, max_records=MAX_BUNDLE_ROWS, max_delay_ms=cfg.flink.bundle_max_delay_ms)
+    return bundled(*keyed, max_records=MAX_BUNDLE_ROWS, max_delay_ms=cfg.clickhouse.insert_max_delay_ms,
+                   roles=list(ROLES), together=True)
 
 
 def build(inputs: dict, cfg):

@@ -45,6 +45,30 @@ def test_bundles_keep_every_record_once_in_order_and_hold_at_most_max_records(tm
         assert got == [r[1] for r in records if r[0] == key]  # all, once, in order (the rest at the end)
 
 
+class ShowTagged(KeyedProcessFunction):
+    """Each bundle as (key, JSON list of [role, value])."""
+
+    def process_element(self, bundle, ctx):
+        yield Row(ctx.get_current_key(), json.dumps([[r, v] for r, v in zip(bundle.roles, bundle.values)]))
+
+
+def test_inputs_bundled_together_share_bundles_and_keep_their_roles_and_order(tmp_path):
+    # metric_rollup's shape: one key for every input, so a bundle (one insert per table) holds them all
+    cfg = make_config(tmp_path, "bundling-together", parallelism=1)
+    inputs = {role: [Row("writer", f"{role}-{i}", i) for i in range(50)] for role in ("events", "profiles", "segments")}
+    with one_java_thread():
+        env, _ = stream_env(cfg.flink, "bundling-together")
+        streams = [env.from_collection(rows, type_info=source_type()) for rows in inputs.values()]
+        shown = (bundled(*streams, max_records=1000, max_delay_ms=60_000, roles=list(inputs), together=True)
+                 .process(ShowTagged(), output_type=SEEN))
+    with shown.execute_and_collect() as results:
+        seen = [json.loads(tagged) for _, tagged in results]
+
+    assert any(len({role for role, _ in bundle}) == len(inputs) for bundle in seen)  # apart, no bundle would
+    for role, rows in inputs.items():
+        assert [v for bundle in seen for r, v in bundle if r == role] == [row[1] for row in rows]  # once, in order
+
+
 class AppendBundle(KeyedProcessFunction):
     """Each bundle's values appended to a file as they arrive (a collecting sink would only
     show them after a checkpoint, and this test runs none)."""

@@ -96,6 +96,10 @@ class ClickHouseSettings(Model):
     database: Identifier = "tracktor"
     http: WarehouseHttp = WarehouseHttp()
     users: WarehouseUsers = WarehouseUsers()
+    # metric_rollup inserts each bundle of rows at most this long after its first record (and
+    # before every checkpoint): it bounds the inserts per second per table, and adds up to
+    # this much to the warehouse's freshness (tracktor.yaml says what it measured).
+    insert_max_delay_ms: PositiveInt = 100
 
     @field_validator("dsn")
     @classmethod

@@ -28,27 +28,37 @@ def bundle_type(tagged: bool = False):
     return Types.ROW_NAMED(names, types)
 
 
-def bundled(*streams, max_records: int, max_delay_ms: int, buckets: int = 0, roles: list[str] | None = None):
+def bundled(*streams, max_records: int, max_delay_ms: int, buckets: int = 0, roles: list[str] | None = None,
+            together: bool = False):
     """Source rows Row(k, v, ts) in bundles, as a KeyedStream whose current key is the record
     key k — or with `buckets`, k's bucket (a per-person job handles many persons per call and
     keeps each one's state under its own key inside the bucket's state). A key `#bucket:N`
     addresses bucket N itself. Several streams are bundled each at its own parallelism (so
     each subtask bundles what one source subtask read, in order) and keyed together; with
-    `roles` (one per stream) each record keeps the role of the input it came from."""
+    `roles` (one per stream) each record keeps the role of the input it came from. With
+    `together` the streams are united before one bundler (at the first stream's
+    parallelism), so a bundle holds records of every input under its key: one call of the
+    function, not one per input, per `max_delay_ms`."""
     from pyflink.common import Types
     from pyflink.datastream.data_stream import DataStream, KeyedStream
 
     element = bundle_type(tagged=roles is not None)
     bundle = Types.ROW([Types.STRING(), element]).get_java_type_info()
     kinds = _java_strings(["string", "long"] + (["string"] if roles is not None else []))
-    parts = []
+    inputs = []
     for i, stream in enumerate(streams):
         j = stream._j_data_stream
         if roles is not None:
             tagged = Types.ROW([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING()]).get_java_type_info()
             j = j.map(jvm().io.tracktor.flink.Tag(roles[i]), tagged).setParallelism(j.getParallelism())
+        inputs.append(DataStream(j))
+    if together and len(inputs) > 1:
+        inputs = [inputs[0].union(*inputs[1:])]
+    parts = []
+    for stream, original in zip(inputs, streams):  # (a union is virtual: its first input's parallelism)
+        j = stream._j_data_stream
         parts.append(DataStream(j.transform("bundle", bundle, jvm().io.tracktor.flink.RecordBundler(
-            max_records, max_delay_ms, buckets, kinds)).setParallelism(j.getParallelism())))
+            max_records, max_delay_ms, buckets, kinds)).setParallelism(original._j_data_stream.getParallelism())))
     bundles = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     keyed = bundles._j_data_stream.keyBy(jvm().KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(keyed, element, bundles)

@@ -55,10 +55,10 @@ def bundled(*streams, max_records: int, max_delay_ms: int, buckets: int = 0, rol
     if together and len(inputs) > 1:
         inputs = [inputs[0].union(*inputs[1:])]
     parts = []
-    for stream, original in zip(inputs, streams):  # (a union is virtual: its first input's parallelism)
+    for stream in inputs:  # (a union has its first input's parallelism)
         j = stream._j_data_stream
         parts.append(DataStream(j.transform("bundle", bundle, jvm().io.tracktor.flink.RecordBundler(
-            max_records, max_delay_ms, buckets, kinds)).setParallelism(original._j_data_stream.getParallelism())))
+            max_records, max_delay_ms, buckets, kinds)).setParallelism(j.getParallelism())))
     bundles = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     keyed = bundles._j_data_stream.keyBy(jvm().KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(keyed, element, bundles)

@@ -3,7 +3,7 @@ package io.tracktor.flink;
 import org.apache.flink.api.common.functions.MapFunction;
 import org.apache.flink.types.Row;
 
-/** Row(k, v, ts) -> Row(key, v, ts) with a fixed key: records of one input, bundled as one. */
+/** Row(k, v, ts) -> Row(key, v, ts) with a fixed key: records bundled under one key whatever theirs. */
 public class WithKey implements MapFunction<Row, Row> {
     private static final long serialVersionUID = 1L;
     private final String key;

@@ -110,7 +110,8 @@ def cmd_job(args) -> int:
     from tracktor.flink import runner
     cfg = _cfg(args)
     logs.setup(cfg.logging)
-    runner.run(jobs.load(args.name), cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint)
+    runner.run(jobs.load(args.name), cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint,
+               args.allow_non_restored_state)
     return 0
 
 
@@ -129,6 +130,7 @@ def cmd_flink(args) -> int:
         if state is None:
             raise RuntimeError("no Flink cluster runs: start one with `bin/tracktor flink start`")
         extra = ["--from-savepoint", str(args.from_savepoint)] if args.from_savepoint else []
+        extra += ["--allow-non-restored-state"] if args.allow_non_restored_state else []
         cluster = flink_cluster.LocalFlinkCluster(flink_cluster.cluster_dir(cfg.data_dir))
         client = cluster.submit(args.job, cfg.path, None, *extra)
         try:
@@ -337,7 +339,7 @@ def cmd_demo(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     import jobs
-    from tracktor.flink.runner import BOUNDED_HELP, FROM_SAVEPOINT_HELP
+    from tracktor.flink.runner import ALLOW_NON_RESTORED_HELP, BOUNDED_HELP, FROM_SAVEPOINT_HELP
 
     # --config before the command (the top parser) or after it (each command's parser);
     # SUPPRESS keeps a command's parser from overwriting a value given before it.
@@ -363,6 +365,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--taskmanagers", type=int, default=2, choices=range(1, 9), metavar="N",
                    help="start: TaskManager processes (1-8, default 2), one slot each")
     f.add_argument("--from-savepoint", type=Path, default=None, help="run: " + FROM_SAVEPOINT_HELP)
+    f.add_argument("--allow-non-restored-state", action="store_true", help="run: " + ALLOW_NON_RESTORED_HELP)
     command("topics", cmd_topics, help="create missing topics")
     command("migrate", cmd_migrate, help="create or update ClickHouse tables")
 
@@ -378,6 +381,7 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("name", choices=jobs.NAMES)
     j.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
     j.add_argument("--from-savepoint", type=Path, default=None, help=FROM_SAVEPOINT_HELP)
+    j.add_argument("--allow-non-restored-state", action="store_true", help=ALLOW_NON_RESTORED_HELP)
 
     command("status", cmd_status, help="each job's state, lag, records/s, last checkpoint, dead letters").add_argument(
         "--json", action="store_true", help="as JSON")

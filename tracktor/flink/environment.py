@@ -86,12 +86,14 @@ def one_java_thread():
 
 
 def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False, restore: Path | None = None,
-               serve_rest: bool = False):
+               serve_rest: bool = False, allow_non_restored: bool = False):
     """A StreamExecutionEnvironment plus a StreamTableEnvironment on it, configured from `flink:`.
 
     With `resume`, the job restores its state from its newest checkpoint or savepoint: a job
     stopped or killed carries on where that left it (its Kafka offsets are in it); `restore`
-    names the checkpoint or savepoint to restore instead. With `serve_rest` the job's REST API
+    names the checkpoint or savepoint to restore instead; with `allow_non_restored` a state that
+    no operator of the job claims (an operator whose id changed with the job's graph) is left
+    behind instead of failing the start. With `serve_rest` the job's REST API
     listens on the first free port of `flink.rest_ports` (127.0.0.1), for `bin/tracktor status`.
     """
     from pyflink.common import Configuration
@@ -136,6 +138,7 @@ def stream_env(flink: FlinkSettings, job_name: str, resume: bool = False, restor
         if checkpoint is not None:
             logging.getLogger(__name__).info("%s resumes from %s", job_name, checkpoint)
             settings["execution.state-recovery.path"] = checkpoint.as_uri()
+            settings["execution.state-recovery.ignore-unclaimed-state"] = str(allow_non_restored).lower()
     for k, v in settings.items():
         conf.set_string(k, v)
     env = StreamExecutionEnvironment.get_execution_environment(conf)

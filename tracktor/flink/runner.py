@@ -69,7 +69,8 @@ class Job:
         return cfg.flink
 
 
-def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: Path | None = None) -> None:
+def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: Path | None = None,
+        allow_non_restored: bool = False) -> None:
     """Run `job` on Kafka: until stopped (resuming from its newest checkpoint or savepoint, or
     from `restore`), or with `bounded` over its input topics as they are now, from their
     beginning to their end. Unbounded, SIGTERM or SIGINT stops it with a savepoint
@@ -88,7 +89,8 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
     if replay:  # its end shows in committed offsets: checkpoint often
         flink = flink.model_copy(update={"checkpoint_interval_ms": min(flink.checkpoint_interval_ms, 1000)})
     with one_java_thread():
-        env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded)
+        env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded,
+                                allow_non_restored=allow_non_restored)
         groups = {role: job.group_id(role) + replay for role in job.inputs}
         inputs, written_clocks = {}, jobs_clock()
         for role in job.inputs:
@@ -195,13 +197,16 @@ def main(job: Job, argv=None) -> None:
     p.add_argument("--config", default=None, help="YAML configuration (default: tracktor.yaml)")
     p.add_argument("--bounded", action="store_true", help=BOUNDED_HELP)
     p.add_argument("--from-savepoint", type=Path, default=None, help=FROM_SAVEPOINT_HELP)
+    p.add_argument("--allow-non-restored-state", action="store_true", help=ALLOW_NON_RESTORED_HELP)
     args = p.parse_args(argv)
     cfg = config_mod.load(args.config)
     logs.setup(cfg.logging)
-    run(job, cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint)
+    run(job, cfg, stack.resolve_bootstrap(cfg), args.bounded, args.from_savepoint, args.allow_non_restored_state)
 
 
 BOUNDED_HELP = ("replay the input topics from their beginning and stop at their end "
                 "(without it: run on, resuming from the newest checkpoint or savepoint; "
                 "SIGTERM or Ctrl-C stops the job with a savepoint)")
 FROM_SAVEPOINT_HELP = "restore this savepoint or checkpoint directory instead of the newest one"
+ALLOW_NON_RESTORED_HELP = ("start even when the checkpoint or savepoint holds state no operator claims (after an "
+                           "upgrade that changed the job's graph: docs/architecture.md); that state is dropped")

@@ -10,7 +10,8 @@
    reading records, in bundles of 20k), and for reference into a bare copy of it, from
    arrival order and already sorted.
 2. Freshness: every job of the pipeline (jobs.NAMES) runs unbounded (as `bin/tracktor job
-   NAME`, the shipped settings but for the topics, paths and the checkpoint interval)
+   NAME`, the shipped settings but for the topics and paths; a run with its own checkpoint
+   interval gives it to every job, identity_merge included)
    behind the HTTP collector, under a steady offered load of generated calls posted to it
    as /batch calls of 100; every half second a probe is sent as GET /track, and a reader
    polls the events table for new probes (a primary-key range, every 100 ms) and, once one
@@ -57,6 +58,7 @@ from tracktor.analytics import queries as analytics  # noqa: E402
 from tracktor.dev import envelopes as E, loader  # noqa: E402
 from tracktor.topics import ensure_topics  # noqa: E402
 from tracktor import warehouse  # noqa: E402
+from tracktor import config  # noqa: E402
 from tracktor.config import metric_from  # noqa: E402
 from tracktor.flink import runner  # noqa: E402
 from tracktor.flink.bundling import collector_paused  # noqa: E402
@@ -68,9 +70,9 @@ from udfs.envelope import CART_METHODS  # noqa: E402
 
 PROBE = "Freshness probe"
 LOAD_BATCH = 100  # calls per /batch of the offered load
-# (offered calls/s, checkpoint interval ms) of the freshness runs
-FULL_RUNS = [(1000, 1000), (2500, 1000), (5000, 1000), (1000, 5000), (5000, 5000)]
-QUICK_RUNS = [(100, 1000)]
+# (offered calls/s, checkpoint interval ms for every job; None: the shipped intervals) of the freshness runs
+FULL_RUNS = [(1000, None), (2500, None), (5000, None), (1000, 1000), (1000, 5000), (5000, 5000)]
+QUICK_RUNS = [(100, None)]
 SETTLE_S = 20  # the offered load runs this long before the probes start
 WAIT_S = 120  # how long after the last probe the run waits for the probes to be counted
 POLL_S = 0.1  # how often the reader looks for new probes in the warehouse
@@ -279,11 +281,16 @@ class Calls:
         self.conn.close()
 
 
-def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, checkpoint_ms: int) -> list[Figure]:
-    name = f"fresh-{load_per_s}-{checkpoint_ms}"
+def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, checkpoint_ms: int | None) -> list[Figure]:
+    name = f"fresh-{load_per_s}-{checkpoint_ms or 'shipped'}"
     (tmp / name).mkdir()
     bootstrap = broker.bootstrap_servers
-    cfg = make_config(tmp / name, name, bootstrap, checkpoint_interval_ms=checkpoint_ms)
+    intervals = ({"checkpoint_interval_ms": checkpoint_ms, "jobs": {}} if checkpoint_ms else  # else the shipped file's
+                 {"checkpoint_interval_ms": config.load().flink.checkpoint_interval_ms})
+    cfg = make_config(tmp / name, name, bootstrap, **intervals)
+    checkpoint_ms = cfg.flink.checkpoint_interval_ms
+    checkpoints = f"checkpoints {checkpoint_ms} ms" + "".join(
+        f", {job} {job_names.load(job).flink_settings(cfg).checkpoint_interval_ms} ms" for job in cfg.flink.jobs)
     ensure_topics(bootstrap, cfg.kafka, partitions=2)
     jobs = {job: subprocess.Popen([sys.executable, "-m", "tracktor.cli", "--config", str(cfg.path), "job", job],
                                   cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL,
@@ -429,15 +436,15 @@ def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, check
         print(f"{missing} probes were not seen within {WAIT_S}s of the last: the pipeline fell behind the offered "
               f"load, and the figures below are floors (their lags counted until the end)", flush=True)
     p50, p99 = p50_p99(lags)
-    print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered ({sent_rate:,.0f} sent), checkpoints "
-          f"every {checkpoint_ms} ms: p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
+    print(f"freshness over {len(lags)} probes under {load_per_s} calls/s offered ({sent_rate:,.0f} sent), "
+          f"{checkpoints}: p50 {p50:.2f}s  p99 {p99:.2f}s  max {lags[-1]:.2f}s", flush=True)
     cores = sum(cpu.values()) / window
     print(f"cores used over {window:.0f}s: {cores:.2f} of {os.cpu_count()}: "
           + ", ".join(f"{k} {v / window:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
           + " (this process: the collector, the load, the probes and their readers; the metric's polling is the "
             "rollup's)", flush=True)
     where = (f"{load_per_s:,} calls/s{' (floor)' if missing else ''} ({sent_rate:,.0f} sent), "
-             f"checkpoints {checkpoint_ms} ms")
+             f"{checkpoints}")
     figures = [Figure("freshness", f"call -> metric {q}, {where}", v, "s", "checkpoint interval", checkpoint_ms / 1000,
                       True) for q, v in (("p50", p50), ("p99", p99))]
     for label, prefix in (("cart record", CART_PROBE), ("segment record", SEGMENT_PROBE)):
@@ -499,12 +506,13 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=None, help="freshness probes, one every 0.5 s (120; quick: 20)")
     ap.add_argument("--load", type=int, nargs="+", default=None,
                     help="offered calls/s, each run at every --checkpoint-ms (default: FULL_RUNS; quick: QUICK_RUNS)")
-    ap.add_argument("--checkpoint-ms", type=int, nargs="+", default=None, help="checkpoint intervals (1000)")
+    ap.add_argument("--checkpoint-ms", type=int, nargs="+", default=None,
+                    help="checkpoint intervals, each for every job (default: the shipped ones)")
     args = ap.parse_args()
     rows = args.rows or (30_000 if args.quick else 200_000)
     probes = args.probes or (20 if args.quick else 120)
     if args.load or args.checkpoint_ms:  # every offered load at every interval
-        runs = list(itertools.product(args.load or [1000], args.checkpoint_ms or [1000]))
+        runs = list(itertools.product(args.load or [1000], args.checkpoint_ms or [None]))
     else:
         runs = QUICK_RUNS if args.quick else FULL_RUNS
     tmp = Path(tempfile.mkdtemp(prefix="bench-freshness-"))

@@ -72,6 +72,11 @@ def test_the_shipped_config_loads_with_its_apps_funnels_and_metrics():
     (lambda t: t["clickhouse"]["http"].update(host="0.0.0.0"), "clickhouse.http.host: the embedded warehouse serves "
                                                                "this machine only"),
     (lambda t: t["clickhouse"].update(users={"reader": {"password": ""}}), "clickhouse.users.reader.password"),
+    (lambda t: t["flink"].update(jobs={"identity_merg": {"checkpoint_interval_ms": 500}}),
+     "flink.jobs: no job 'identity_merg' (jobs: identity_merge,"),
+    (lambda t: t["flink"].update(jobs={"segment_eval": {"checkpoint_interval_ms": 50}}),
+     "flink.jobs.segment_eval.checkpoint_interval_ms: expected an integer >= 100, got 50"),
+    (lambda t: t["flink"].update(jobs={"segment_eval": {"parallelism": 2}}), "flink.jobs.segment_eval: unknown key 'parallelism'"),
 ])
 def test_a_bad_value_is_reported_with_its_key(tmp_path, mutate, message):
     tree = copy.deepcopy(SHIPPED)
@@ -137,3 +142,19 @@ def test_jvm_options_reach_the_jvm_a_job_starts_once_after_those_given(monkeypat
     use_this_interpreter(shipped)  # a second job in the same process
     use_this_interpreter("-XX:CICompilerCount=1 -Xss2m")  # an option is a whole word
     assert os.environ["JAVA_TOOL_OPTIONS"] == "-Xss2m -XX:CICompilerCount=12 -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"
+
+
+def test_a_job_takes_its_own_flink_settings_over_the_sections(tmp_path):
+    """flink.jobs.NAME overrides that job's settings only; a job's declared execution mode
+    (metric_rollup's process mode: chDB must not load in the JVM) still applies."""
+    import jobs
+    tree = copy.deepcopy(SHIPPED)
+    tree["flink"]["checkpoint_interval_ms"] = 3000
+    tree["flink"]["jobs"] = {"identity_merge": {"checkpoint_interval_ms": 700}, "metric_rollup": {"checkpoint_interval_ms": 200}}
+    cfg = parse(tree, tmp_path)
+    taken = {name: jobs.load(name).flink_settings(cfg) for name in jobs.NAMES}
+    assert taken["identity_merge"].checkpoint_interval_ms == 700
+    assert (taken["metric_rollup"].checkpoint_interval_ms, taken["metric_rollup"].execution_mode) == (200, "process")
+    assert {taken[n].checkpoint_interval_ms for n in ("cart_timeout", "segment_eval", "workflow_runner")} == {3000}
+    assert taken["segment_eval"].checkpoint_dir == taken["identity_merge"].checkpoint_dir == cfg.flink.checkpoint_dir
+    assert config.load().flink.for_job("identity_merge").checkpoint_interval_ms == 500  # the shipped file's

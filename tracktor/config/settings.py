@@ -121,6 +121,14 @@ class ClickHouseSettings(Model):
         return Path(self.dsn[len("chdb://"):]) if self.dsn.startswith("chdb:///") else None
 
 
+class JobFlinkSettings(Model):
+    """`flink.jobs.NAME`: what one job sets otherwise than the `flink:` section."""
+    # identity_merge's checkpoints are the first hop of every call (its output is readable
+    # once they commit): a shorter interval there moves every freshness figure, for ~0.05
+    # of a core (docs/performance.md).
+    checkpoint_interval_ms: Annotated[Int, Field(ge=100)] | None = None
+
+
 class FlinkSettings(Model):
     parallelism: PositiveInt = 1
     execution_mode: Literal["thread", "process"] = "thread"   # PyFlink's Python worker mode
@@ -152,9 +160,28 @@ class FlinkSettings(Model):
     # The per-person jobs (segment_eval, cart_timeout) key by person bucket: this many buckets
     # (at most this many subtasks share their work; a bucket holds many persons).
     person_buckets: PositiveInt = 128
+    jobs: dict[str, JobFlinkSettings] = {}   # per job, by name (jobs.NAMES)
 
     _checkpoints_relative = field_validator("checkpoint_dir")(classmethod(
         lambda cls, v, info: _relative_to_file(v, info)))
+
+    @field_validator("jobs")
+    @classmethod
+    def _known_jobs(cls, per_job: dict) -> dict:
+        import jobs
+        unknown = sorted(set(per_job) - set(jobs.NAMES))
+        if unknown:
+            raise ValueError(f"no job {', '.join(map(repr, unknown))} (jobs: {', '.join(jobs.NAMES)})")
+        return per_job
+
+    def for_job(self, name: str, execution_mode: str | None = None) -> "FlinkSettings":
+        """These settings as job `name` runs with them: its `jobs.NAME` entry over the rest,
+        and the execution mode its declaration forces."""
+        own = self.jobs.get(name)
+        update = own.model_dump(exclude_none=True) if own else {}
+        if execution_mode:
+            update["execution_mode"] = execution_mode
+        return self.model_copy(update=update) if update else self
 
 
 class CollectorSettings(Model):

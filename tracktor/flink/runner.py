@@ -64,9 +64,8 @@ class Job:
         return bool(set(self.inputs) & set(self.outputs))
 
     def flink_settings(self, cfg: Config):
-        if self.execution_mode and self.execution_mode != cfg.flink.execution_mode:
-            return cfg.flink.model_copy(update={"execution_mode": self.execution_mode})
-        return cfg.flink
+        """The `flink:` settings this job runs with (its own `flink.jobs` entry applied)."""
+        return cfg.flink.for_job(self.name, self.execution_mode)
 
 
 def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: Path | None = None,

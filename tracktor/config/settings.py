@@ -133,6 +133,9 @@ class FlinkSettings(Model):
     parallelism: PositiveInt = 1
     execution_mode: Literal["thread", "process"] = "thread"   # PyFlink's Python worker mode
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
+    # Checkpoints write the state's changes (Flink's changelog, beside the checkpoints), not
+    # all of it; the whole state is written once a minute (docs/performance.md).
+    state_changelog: Bool = True
     checkpoint_interval_ms: Annotated[Int, Field(ge=100)] = 1000
     checkpoint_dir: Path = Path(".data/checkpoints")
     restart_attempts: Annotated[Int, Field(ge=0)] = 3   # a failing job is retried this often (2 s apart)

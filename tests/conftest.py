@@ -113,7 +113,8 @@ class OtherOwner:
 
 def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sections: dict | None = None, **flink):
     """The shipped configuration with its own topics (prefixed), warehouse and checkpoints,
-    so tests can share one broker without seeing each other's data; `flink` settings and
+    so tests can share one broker without seeing each other's data, every job checkpointing
+    every 2 s (the shipped per-job intervals left out); `flink` settings and
     other `sections` ({"identity": {...}}) are merged in, and written to the file too."""
     import copy
 
@@ -131,6 +132,7 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sect
     tree["clickhouse"]["http"] = {"port": 0}  # tests beside each other (and a demo) each get a free port
     tree["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
     tree["flink"]["checkpoint_interval_ms"] = 2000
+    tree["flink"]["jobs"] = {}  # every job at the interval given (the shipped file's own are for production)
     tree.setdefault("api", {})["request_timeout"] = 2
     tree["flink"].update(flink)
     for section, values in (sections or {}).items():

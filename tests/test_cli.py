@@ -81,6 +81,18 @@ def test_a_job_without_a_broker_says_how_to_start_one(tmp_path):
     assert out.returncode == 2 and "bin/tracktor kafka start" in out.stderr
 
 
+def test_a_bounded_run_from_a_savepoint_is_refused_and_the_savepoint_kept(kafka, tmp_path):
+    """A job takes the snapshot it restores as its own (CLAIM mode), and a run that ends
+    discards what it owns: a bounded run would delete the savepoint it started from."""
+    cfg = make_config(tmp_path, "cli-bounded-restore", kafka)
+    savepoint = tmp_path / "savepoint-1"
+    savepoint.mkdir()
+    (savepoint / "_metadata").write_bytes(b"kept")
+    out = cli(cfg, "job", "identity_merge", "--bounded", "--from-savepoint", str(savepoint), timeout=60)
+    assert out.returncode == 2 and "give one of them" in out.stderr, out.stderr
+    assert (savepoint / "_metadata").read_bytes() == b"kept"
+
+
 def _running(pid: str) -> bool:
     """The process exists and is not a zombie waiting to be reaped."""
     try:

@@ -124,8 +124,8 @@ class ClickHouseSettings(Model):
 class JobFlinkSettings(Model):
     """`flink.jobs.NAME`: what one job sets otherwise than the `flink:` section."""
     # identity_merge's checkpoints are the first hop of every call (its output is readable
-    # once they commit): a shorter interval there moves every freshness figure, for ~0.05
-    # of a core (docs/performance.md).
+    # once they commit): a shorter interval there moves every freshness figure
+    # (docs/performance.md).
     checkpoint_interval_ms: Annotated[Int, Field(ge=100)] | None = None
 
 
@@ -133,8 +133,9 @@ class FlinkSettings(Model):
     parallelism: PositiveInt = 1
     execution_mode: Literal["thread", "process"] = "thread"   # PyFlink's Python worker mode
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
-    # Checkpoints write the state's changes (Flink's changelog, beside the checkpoints), not
-    # all of it; the whole state is written once a minute (docs/performance.md).
+    # Checkpoints write the state's changes (Flink's changelog, beside the checkpoints; on a
+    # cluster where its TaskManagers' config says), not all of it; the whole state is written
+    # once a minute (docs/performance.md).
     state_changelog: Bool = True
     checkpoint_interval_ms: Annotated[Int, Field(ge=100)] = 1000
     checkpoint_dir: Path = Path(".data/checkpoints")

@@ -32,8 +32,10 @@ def flink_home() -> Path:
     return Path(pyflink.__file__).parent
 
 
-def cluster_config(rpc_port: int, rest_port: int, slots: int) -> dict:
-    """The wheel's config.yaml with what a loopback cluster of small processes needs."""
+def cluster_config(rpc_port: int, rest_port: int, slots: int, changelog_dir: Path) -> dict:
+    """The wheel's config.yaml with what a loopback cluster of small processes needs. The
+    changelog's storage is the TaskManagers' own setting (a job's is not read there): without
+    it they would keep the changes in memory, inside every checkpoint's metadata."""
     base = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text())
     base["jobmanager"] = {"bind-host": "127.0.0.1", "rpc": {"address": "127.0.0.1", "port": rpc_port},
                           "memory": {"process": {"size": "1024m"}}, "execution": {"failover-strategy": "region"}}
@@ -42,6 +44,7 @@ def cluster_config(rpc_port: int, rest_port: int, slots: int) -> dict:
     base["rest"] = {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": rest_port}
     base["heartbeat"] = {"interval": 1000, "timeout": 6000}  # the default 50 s would hold a recovery that long
     base["python"] = {"executable": sys.executable, "client": {"executable": sys.executable}}
+    base["state"] = {"changelog": {"storage": "filesystem", "dstl": {"dfs": {"base-path": changelog_dir.resolve().as_uri()}}}}
     return base
 
 
@@ -80,7 +83,8 @@ class LocalFlinkCluster:
         for jar in [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "opt").glob("flink-python-*.jar")]:
             (self.lib_dir / jar.name).symlink_to(jar)
         self.rest_port, rpc_port = free_ports(2)
-        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(cluster_config(rpc_port, self.rest_port, self.slots)))
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(cluster_config(rpc_port, self.rest_port, self.slots,
+                                                                                 self.data_dir / "changelog")))
         try:
             self.jobmanager = self._launch("jobmanager.sh", "jobmanager")
             self.workers = [self._launch("taskmanager.sh", f"taskmanager-{i}", "-D",

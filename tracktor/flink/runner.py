@@ -81,6 +81,9 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
     record of its inputs, handoffs included (`drain`)."""
     from tracktor.topics import partition_counts
 
+    if bounded and restore:  # a restored snapshot is the job's (CLAIM): a run that ends would discard it
+        raise ValueError("--bounded replays the inputs from their beginning with no state; --from-savepoint resumes "
+                         "a job from its state: give one of them")
     flink = job.flink_settings(cfg)
     stop = None if bounded else stop_requested()  # from now on: a stop during start-up is one too
     topics = cfg.topics

@@ -43,9 +43,10 @@ class Sim:
             t, key = min(due)
             self._store(key, self.router.on_timer(key, self.entries[key], t, self.out))
 
-    def deliver(self) -> None:
-        """Every handoff written so far is read back (the job reads its own topic)."""
-        while self.in_flight:
+    def deliver(self, count: int | None = None) -> None:
+        """The handoffs written so far (or the first `count` of them) are read back, in the
+        order written (the job reads its own topic)."""
+        for _ in range(len(self.in_flight) if count is None else min(count, len(self.in_flight))):
             rec = self.in_flight.pop(0)
             self.record(f"{rec['app']}:{rec['to']}", rec, rec["at"])
 

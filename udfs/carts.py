@@ -82,8 +82,7 @@ class CartLogic:
         action = CART_ACTIONS.get(event.get("event")) if event.get("kind") == "cart" else None
         cart = check_cart(event.get("data")) if action else None
         if "visited_site" in cfg.enabled and (s["seen"] is None or ts - s["seen"] >= cfg.visit_gap_ms):
-            out("derived", *self._derived(s, event, VISITED, ts, "visit", {"after_ms": None if s["seen"] is None
-                                                                             else ts - s["seen"]}))
+            out("derived", *self._derived(s, event, VISITED, ts, "visit", {}))
         s["seen"] = ts if s["seen"] is None else max(s["seen"], ts)
         if action is None:
             return

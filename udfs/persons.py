@@ -8,9 +8,10 @@ events ($merge notices at the merge's log time M). Then:
 
 - the merged-away person A, once its clock passes M (its own timers before M have fired on
   its own history), hands its state to B through the handoffs topic and becomes a redirect;
-- the survivor B, from its notice on, holds what comes for it; once its clock passes M and
-  every awaited handoff is in, it takes them in (the job's `combine`), then goes on with what
-  it held, in order, and with the timers that came due meanwhile.
+- the survivor B, from its notice on, holds what comes for it (a later merge's notice too:
+  that person joins after what came before it); once its clock passes M and every awaited
+  handoff is in, it takes them in (the job's `combine`), then goes on with what it held, in
+  order, and with the timers that came due meanwhile.
 
 So everything before M is decided on each person's own history and everything after on the
 joint one, whatever the order in which the notice, the handoff and other records arrive:
@@ -159,13 +160,13 @@ class Router:
             out("handoffs", person_key(app, entry["to"]),
                 handoff(self.job, app, person, entry["to"], ts, record=record, record_ts=ts), ts)
             return entry
-        if record.get("kind") == MERGE_KIND:
-            return self._notice(entry, record, ts, out)
-        if self._merging(entry):
+        if self._merging(entry):  # a later merge notice too: what it brings joins after what came before it
             if len(entry.setdefault("held", [])) >= MAX_HELD_RECORDS:
                 raise ValueError(f"more than {MAX_HELD_RECORDS} records held for {key} while its merge is handed over")
             entry["held"].append([record, ts])
             return entry
+        if record.get("kind") == MERGE_KIND:
+            return self._notice(entry, record, ts, out)
         self._apply(key, entry, record, ts, out)
         return self._tidy(entry)
 
@@ -286,8 +287,10 @@ class Router:
         self.logic.combine(entry["s"], handed.get("s") or {}, at, out)
         for record, ts in handed.get("held") or []:
             entry.setdefault("held", []).append([record, ts])
-        for source, when in (handed.get("awaiting") or {}).items():  # its own merges still to come
-            entry["awaiting"][source] = when  # (the clock passed them already, with its own)
+        # its own merges still to come: only in a state saved before later notices were held
+        # (the clock passed them already, with its own)
+        for source, when in (handed.get("awaiting") or {}).items():
+            entry["awaiting"][source] = when
         for source, state in (handed.get("early") or {}).items():
             entry.setdefault("early", {})[source] = state
 

@@ -37,6 +37,7 @@ from tracktor.dev.sample_data import Generator
 from tracktor.flink import status
 from tracktor.flink.status import running_file
 from tracktor.topics import ensure_topics, lag
+from tracktor.warehouse.migrate import migration_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]  # jobs SIGKILLed and restarted: the second tier
 
@@ -243,30 +244,38 @@ def killing(seed: int):
 FAULT_CONSTRAINT = "injected_fault"
 
 
-def failing_inserts(cfg, seconds: float) -> None:
-    """Once rows flow into the warehouse's events table, for `seconds` every insert into it
-    fails (a constraint no row meets): metric_rollup's job fails and restarts from its last
-    checkpoint meanwhile (within its flink.restart_attempts, 2 s apart)."""
+def failing_inserts(cfg, log, seconds: float, at_most_s: float = 180) -> None:
+    """Once metric_rollup has migrated the warehouse, every insert into its events table
+    fails (a constraint no row meets) for `seconds`, and on until one has met it
+    (metric_rollup's `log` says so; at most `at_most_s`): its job fails and restarts from its
+    last checkpoint meanwhile (within its flink.restart_attempts, 2 s apart). Not a fixed
+    time after the first rows: with every job starting on 2 cores the calls can all be in by
+    then, written in a checkpoint or two, and the fault fell where nothing was written."""
     client = warehouse.connect(cfg.clickhouse)
-    table = f"{cfg.clickhouse.database}.events"
+    db = cfg.clickhouse.database
+    migrations = len(migration_files())
     try:
         deadline = time.monotonic() + 300  # every job starting on 2 cores: 153 s seen on a slow day
-        while not (client.query(f"EXISTS TABLE {table}").result_rows[0][0]  # metric_rollup's migrations
-                   and client.query(f"SELECT count() FROM {table}").result_rows[0][0]):
-            assert time.monotonic() < deadline, f"no row reached {table}"
+        while not (client.query(f"EXISTS TABLE {db}.schema_migrations").result_rows[0][0]
+                   and client.query(f"SELECT uniqExact(name) FROM {db}.schema_migrations").result_rows[0][0] >= migrations):
+            assert time.monotonic() < deadline, "metric_rollup did not migrate the warehouse"
             time.sleep(0.5)
-        client.command(f"ALTER TABLE {table} ADD CONSTRAINT {FAULT_CONSTRAINT} CHECK 0")
+        refused_before = log.read_bytes().count(FAULT_CONSTRAINT.encode())
+        client.command(f"ALTER TABLE {db}.events ADD CONSTRAINT {FAULT_CONSTRAINT} CHECK 0")
         time.sleep(seconds)
-        client.command(f"ALTER TABLE {table} DROP CONSTRAINT {FAULT_CONSTRAINT}")
+        until = time.monotonic() + at_most_s
+        while log.read_bytes().count(FAULT_CONSTRAINT.encode()) == refused_before and time.monotonic() < until:
+            time.sleep(0.5)
+        client.command(f"ALTER TABLE {db}.events DROP CONSTRAINT {FAULT_CONSTRAINT}")
     finally:
         client.close()
 
 
 def stopping_with_savepoints(pipeline, owner):
-    """While the calls arrive, inserts into the warehouse failing for 4 s; then each job
+    """While the calls arrive, inserts into the warehouse failing for 4 s or more; then each job
     stopped with a savepoint and started again from it, one after the other; and before the
     last, the warehouse's owner frozen for 12 s (its HTTP interface answers nothing)."""
-    failing_inserts(pipeline.cfg, 4)
+    failing_inserts(pipeline.cfg, pipeline.procs["metric_rollup"].log, 4)
     pipeline.faults.append("inserts failing")
     for name in jobs.NAMES:
         if name == "metric_rollup":

@@ -15,9 +15,16 @@ def coalesced(t: int) -> int:
     return -(-t // SECOND) * SECOND
 
 
+MAX_LATE_WAKES = 100  # tracktor/flink/persons.py's
+
+
 class Sim:
-    def __init__(self, logic, job: str = "job"):
+    """`at_once`: a wake time the clock has passed already when a record is taken in is
+    handled then (as tracktor/flink/persons.py `_step` does), not at the clock's next move."""
+
+    def __init__(self, logic, job: str = "job", at_once: bool = False):
         self.router = Router(logic, job, {})
+        self.at_once = at_once
         self.entries: dict[str, dict] = {}
         self.watermark = -2 ** 63
         self.outputs: list[tuple[str, str, dict, int]] = []
@@ -30,6 +37,15 @@ class Sim:
 
     def record(self, key: str, record: dict, ts: int) -> None:
         entry = self.router.on_record(key, self.entries.get(key), copy.deepcopy(record), ts, self.out)
+        wake = self.router.wake(entry) if entry is not None and self.at_once else None
+        for _ in range(MAX_LATE_WAKES):
+            if wake is None or coalesced(wake) > self.watermark:
+                break
+            entry = self.router.on_timer(key, entry, coalesced(wake), self.out)
+            later = self.router.wake(entry) if entry is not None else None
+            if later == wake:
+                break
+            wake = later
         self._store(key, entry)
 
     def clock(self, watermark: int) -> None:

@@ -1,15 +1,19 @@
 """The person hand-over (udfs/persons.py) against its promise: whatever the order in which
-persons' records, merge notices, handoffs and the clock arrive, a per-person job decides as
-if everything had come in time order. Checked with cart_timeout's logic (carts and visits
-are what a merge must carry over) on generated identity histories: several anonymous ids and
-users, chains of merges, a person merged into twice before the clock reaches the first."""
+persons' records, merge and deletion notices, handoffs and the clock arrive, a per-person
+job decides as if everything had come in time order, and no person is left waiting. Checked
+with cart_timeout's logic (carts and visits are what a merge must carry over) on generated
+identity histories: anonymous ids and users, chains of merges, a person merged into twice
+before the clock reaches the first, deletions, ids that come back after one."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from tests.conftest import BEGINNING, ONE_SECOND
+from tests.conftest import BEGINNING, ONE_MINUTE, ONE_SECOND
 from tests.persons_sim import Sim
-from tests.test_carts import APP, CART, TIMEOUT, sim
+from tests.test_carts import ALL, APP, CART, TIMEOUT
+from udfs import persons
+from udfs.carts import CartLogic
 
 IDS = ("a0", "a1", "a2", "u0", "u1")
 gaps = st.one_of(st.integers(0, 10 * ONE_SECOND), st.integers(TIMEOUT - 5 * ONE_SECOND, TIMEOUT + 5 * ONE_SECOND),
@@ -17,12 +21,18 @@ gaps = st.one_of(st.integers(0, 10 * ONE_SECOND), st.integers(TIMEOUT - 5 * ONE_
 steps = st.lists(st.tuples(gaps, st.one_of(
     st.tuples(st.just("track"), st.sampled_from(IDS)),
     st.tuples(st.sampled_from(["setCart", "cancelCart", "purchaseCart"]), st.sampled_from(IDS)),
-    st.tuples(st.just("merge"), st.sampled_from(IDS), st.sampled_from(IDS)))), min_size=1, max_size=16)
+    st.tuples(st.just("merge"), st.sampled_from(IDS), st.sampled_from(IDS)),
+    st.tuples(st.just("delete"), st.sampled_from(IDS)))), min_size=1, max_size=16)
+
+
+def sim(at_once: bool) -> Sim:
+    return Sim(CartLogic({APP: ALL}), "cart_timeout", at_once)
 
 
 def history(generated) -> list[tuple[str, dict]]:
     """identity_merge's tracktor.events for the generated calls, in time order: (person, record).
-    A merge joins the persons of two ids; the first id's person is merged away."""
+    A merge joins the persons of two ids, the first id's person merged away; a deletion is told
+    to each id of the person, and each id starts over."""
     person_of = {i: i for i in IDS}
     out, t = [], BEGINNING
     for n, (gap, call) in enumerate(generated):
@@ -36,6 +46,12 @@ def history(generated) -> list[tuple[str, dict]]:
                     person_of[i] = new
             out += [(old, record(old, f"e{n}a", "$merge", "merge", t, {"merged_into": new})),
                     (new, record(new, f"e{n}b", "$merge", "merge", t, {"merged": [old]}))]
+        elif call[0] == "delete":
+            deleted = person_of[call[1]]
+            members = [i for i in IDS if person_of[i] == deleted]
+            for m in members:
+                out.append((m, record(m, f"e{n}:{m}", "$delete", "delete", t, {"person_id": deleted, "ids": members})))
+                person_of[m] = m
         else:
             name, who = call
             kind, data = ("track", {}) if name == "track" else ("cart", CART)
@@ -49,17 +65,20 @@ def record(person, eid, name, kind, t, data):
 
 
 def finish(s: Sim, last: int) -> list[tuple]:
-    """The clock far past the last record, every handoff read back (each may bring more)."""
+    """The clock far past the last record, every handoff read back (each may bring more);
+    then nobody may be left waiting for a merge or holding records."""
     for _ in range(8):
         s.clock(last + 10 * TIMEOUT)
         s.deliver()
     assert not s.in_flight
+    stuck = {k: e for k, e in s.entries.items() if set(e) - {"s", "to"}}
+    assert not stuck, f"left waiting: {stuck}"
     return sorted((r["event_id"], r["event"], r["person_id"], r["ts"], str(r["data"]))
                   for role, _, r, _ in s.outputs if role == "derived")
 
 
-def in_time_order(records) -> list[tuple]:
-    s = sim()
+def in_time_order(records, at_once=False) -> list[tuple]:
+    s = sim(at_once)
     for person, r in records:
         s.clock(r["ts"] - 1)
         s.deliver()
@@ -68,11 +87,11 @@ def in_time_order(records) -> list[tuple]:
     return finish(s, records[-1][1]["ts"])
 
 
-def in_some_order(records, choices) -> list[tuple]:
+def in_some_order(records, choices, at_once: bool) -> list[tuple]:
     """Each person's records in their order (a Kafka partition's), persons interleaved, the
     clock moved and handoffs read back at moments `choices` picks; the clock never passes a
     record still to come (what the heartbeats promise)."""
-    s, queues = sim(), {}
+    s, queues = sim(at_once), {}
     for person, r in records:
         queues.setdefault(person, []).append(r)
     watermark = -2 ** 63
@@ -95,25 +114,69 @@ def in_some_order(records, choices) -> list[tuple]:
     return finish(s, records[-1][1]["ts"])
 
 
-@settings(max_examples=400, deadline=None)
-@given(steps, st.lists(st.integers(0, 10 ** 6), min_size=40, max_size=40))
-def test_any_arrival_order_decides_as_the_time_order(generated, choices):
+@pytest.mark.parametrize("at_once", [False, True], ids=["wake at the clock's move", "late wake at once"])
+@settings(max_examples=1500, deadline=None)
+@given(generated=steps, choices=st.lists(st.integers(0, 10 ** 6), min_size=40, max_size=40))
+def test_any_arrival_order_decides_as_the_time_order(at_once, generated, choices):
     records = history(generated)
     if records:
-        assert in_some_order(records, choices) == in_time_order(records)
+        assert in_some_order(records, choices, at_once) == in_time_order(records)
+
+
+def survivor_first(records, survivor: str) -> list[tuple]:
+    """Every record read before the clock moves, the survivor's first (then the others')."""
+    s = sim(False)
+    for person, r in sorted(records, key=lambda pr: pr[0] != survivor):
+        s.record(f"{APP}:{person}", r, r["ts"])
+    return finish(s, records[-1][1]["ts"])
 
 
 def test_a_person_merged_into_twice_before_the_clock_reaches_the_first_merge():
-    """What the property found (a user identified on two devices, and every record read
-    before the clock moved): the visit after the first merge is decided on what came before
-    it, not on the second device's later activity."""
+    """A user identified on two devices, every record read before the clock moved: the visit
+    after the first merge is decided on what came before it, not on the second device's
+    later activity."""
     records = history([(0, ("track", "a0")), (TIMEOUT - ONE_SECOND, ("merge", "a0", "u0")),
                        (TIMEOUT + 5 * ONE_SECOND, ("track", "u0")), (TIMEOUT, ("track", "a1")),
                        (ONE_SECOND, ("merge", "a1", "u0")), (ONE_SECOND, ("track", "u0"))])
     expected = in_time_order(records)
     assert [(n, p) for _, n, p, _, _ in expected] == [("Visited Site", "a0"), ("Visited Site", "u0"),
                                                        ("Visited Site", "a1")]
-    s = sim()
-    for person, r in sorted(records, key=lambda pr: pr[0] != "u0"):  # the survivor's records first
-        s.record(f"{APP}:{person}", r, r["ts"])
-    assert finish(s, records[-1][1]["ts"]) == expected
+    assert survivor_first(records, "u0") == expected
+
+
+def test_a_purchase_on_one_device_stops_the_cart_set_on_the_other_just_before_it():
+    """The purchase's person took in an earlier merge late, so it decides its own old cart and
+    the purchase at once: the purchase must still go with it to the other device's person."""
+    records = history([(0, ("track", "u0")), (ONE_SECOND, ("merge", "u0", "a1")),
+                       (ONE_MINUTE, ("setCart", "a1")), (TIMEOUT + ONE_MINUTE, ("setCart", "a2")),
+                       (ONE_SECOND, ("purchaseCart", "a1")), (TIMEOUT - 10 * ONE_SECOND, ("merge", "a1", "a2"))])
+    expected = in_time_order(records)
+    carts = [(n, p) for _, n, p, _, _ in expected if n != "Visited Site"]
+    assert carts == [("Cart abandoned", "a1"), ("Cart purchased", "a1")]  # a2's cart: bought on a1
+    assert survivor_first(records, "a1") == expected
+
+
+def test_what_came_due_before_a_deletion_is_decided_even_when_the_clock_is_behind():
+    records = history([(0, ("setCart", "u0")), (TIMEOUT + ONE_SECOND, ("delete", "u0"))])
+    assert [n for _, n, _, _, _ in survivor_first(records, "u0")] == ["Cart abandoned", "Visited Site"]
+
+
+def test_merge_notices_are_held_past_the_cap_on_held_records(monkeypatch):
+    """A survivor still taking in a merge holds at most MAX_HELD_RECORDS records (the next is
+    refused: a dead letter), but never refuses a notice: another person waits on it."""
+    monkeypatch.setattr(persons, "MAX_HELD_RECORDS", 2)
+    records = history([(0, ("track", "a0")), (ONE_SECOND, ("merge", "a0", "u0")),
+                       *[(ONE_SECOND, ("track", "u0"))] * 2, (ONE_SECOND, ("merge", "u0", "u1")),
+                       (ONE_SECOND, ("track", "u1"))])
+    s = sim(False)
+    refused = []
+    for person, r in records:
+        try:
+            s.record(f"{APP}:{person}", r, r["ts"])
+        except ValueError:
+            refused.append(r["event_id"])
+    assert refused == []  # the two tracks fill the cap; the notice to merge into u1 is held past it
+    last = records[-1][1]["ts"]
+    with pytest.raises(ValueError, match="records held"):
+        s.record(f"{APP}:u0", record("u0", "late", "late", "track", last, {}), last)
+    finish(s, last)  # nobody left waiting: u0 handed over to u1

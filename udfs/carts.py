@@ -62,8 +62,11 @@ def _number(v) -> bool:
 
 class CartLogic:
     """The Logic (udfs/persons.py) of cart_timeout. A person's state:
-    {"app", "person", "carts": [[t, event_id, action, distinct_id, cart], ...] (undecided, in
-    order), "seen": the last activity's time, or None}."""
+    {"app", "person", "carts": [[t, event_id, action, distinct_id, cart], ...] (in order: the
+    carts not decided yet, and each cancel or purchase until a timeout after it, as it stops
+    the cart of a person merged in later that was set before it), "seen": the last
+    activity's time, or None}. What `fire` decides depends only on the time it is given, not
+    on the times it was called at before: a merge hands over the same state either way."""
 
     def __init__(self, apps: dict[str, CartSettings]):
         self.apps = apps
@@ -98,28 +101,27 @@ class CartLogic:
         """The first time the person's clock must reach: a cart's due time, or the end of the
         visit (when its state can be forgotten)."""
         cfg = self.settings(s["app"])
-        times = [t + cfg.timeout_ms for t, _, action, _, _ in s["carts"] if action == "set"]
+        times = [t + cfg.timeout_ms for t, _, _, _, _ in s["carts"]]
         if s["seen"] is not None:
             times.append(s["seen"] + cfg.visit_gap_ms)
         return min(times) if times else None
 
     def fire(self, s: dict, now: int, out) -> None:
         cfg = self.settings(s["app"])
-        carts, i = s["carts"], 0
-        while i < len(carts):
-            t, event_id, action, distinct_id, cart = carts[i]
-            if t > now:
-                break  # not settled: a cart event at the same time may still come before it
+        carts, keep = s["carts"], []
+        for i, (t, event_id, action, distinct_id, cart) in enumerate(carts):
+            if t > now or action == "set" and t + cfg.timeout_ms > now:
+                keep += carts[i:]  # not settled (a cart event at the same time may still come
+                break              # before it), or undecided: it and what follows it stay
             if action == "set":
                 due = t + cfg.timeout_ms
-                if due > now:
-                    break  # undecided: it and what follows it stay
                 following = carts[i + 1] if i + 1 < len(carts) else None
                 if (following is None or following[0] > due) and "cart_abandoned" in cfg.enabled:
                     out("derived", *self._record(s, distinct_id, ABANDONED, due, f"{event_id}:abandoned",
                                                  {"cart": cart, "age_ms": cfg.timeout_ms, "set_at": t}))
-            i += 1
-        s["carts"] = carts[i:]
+            elif t + cfg.timeout_ms > now:
+                keep.append(carts[i])  # it may still stop the cart of a person merged in later
+        s["carts"] = keep
         if not s["carts"] and s["seen"] is not None and now >= s["seen"] + cfg.visit_gap_ms:
             s["seen"] = None  # the visit is over: nothing to remember until the next one
 

@@ -120,6 +120,20 @@ def definition_change(record: dict, kind: str, apps) -> tuple[str, str] | None:
     return f"{record['app']}:{record['name']}", record["app"]
 
 
+def early_key(source: str, at: int) -> str:
+    """Where a handoff that came before its merge was taken in waits: its source and time."""
+    return f"{source}@{at}"
+
+
+def _early_of(early: dict, source: str, at: int) -> str | None:
+    """The key of the awaited handoff in `early` (a bare source: a state saved before keys
+    had the merge's time), or None."""
+    for key in (early_key(source, at), source):
+        if key in early:
+            return key
+    return None
+
+
 def check_handoff(record: dict) -> dict:
     """A tracktor.handoffs record, or BadRecord saying what is wrong."""
     for key in ("job", "app", "from", "to"):
@@ -140,7 +154,8 @@ class Router:
     """Routes one person's inputs (events, merge notices, handoffs) and timers to a Logic.
 
     A person's entry: {"s": the logic's state, optional "merge": {"to", "at"} (merged away,
-    hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {source: state},
+    hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {"source@at": state} (handoffs in before their merge is taken in;
+    keyed by the merge's time too, as an id deleted and merged again hands over twice),
     "held": [[record, ts], ...], "to": survivor (a redirect)}."""
 
     def __init__(self, logic: Logic, job: str, roles: dict):
@@ -161,7 +176,8 @@ class Router:
                 handoff(self.job, app, person, entry["to"], ts, record=record, record_ts=ts), ts)
             return entry
         if self._merging(entry):  # a later merge notice too: what it brings joins after what came before it
-            if len(entry.setdefault("held", [])) >= MAX_HELD_RECORDS:
+            notice = record.get("kind") in (MERGE_KIND, DELETE_KIND)  # never refused: others wait on them
+            if len(entry.setdefault("held", [])) >= MAX_HELD_RECORDS and not notice:
                 raise ValueError(f"more than {MAX_HELD_RECORDS} records held for {key} while its merge is handed over")
             entry["held"].append([record, ts])
             return entry
@@ -179,15 +195,21 @@ class Router:
             self.logic.leave(entry["s"], merge["at"], "merged", out)
             held = entry.get("held") or []
             cut = next((i for i, (r, _) in enumerate(held) if r.get("kind") == DELETE_KIND), None)
+            later_early = {}
             if cut is not None:  # deleted after the merge: what came before is the survivor's
                 entry["held"] = held[:cut]
+                # handoffs already in for merges noticed after the deletion are the new person's
+                noticed = {early_key(src, ts) for r, ts in held[cut + 1:] if r.get("kind") == MERGE_KIND
+                           for src in (r.get("data") or {}).get("merged") or []}
+                early = entry.get("early") or {}
+                later_early = {k: early.pop(k) for k in list(early) if k in noticed}
             out("handoffs", person_key(app, merge["to"]),
                 handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
             if cut is None:
                 return {"to": merge["to"]}
             # no redirect once deleted (the survivor gets its own deletion): the id may come
             # back as someone new, whose records are those held after the deletion
-            fresh = None
+            fresh = {"s": self.logic.new(app, person), "early": later_early} if later_early else None
             for record, ts in held[cut + 1:]:
                 fresh = self.on_record(key, fresh, record, ts, out)
             return fresh
@@ -242,13 +264,14 @@ class Router:
             return entry
         if "record" in record:  # a record that reached the merged-away person late
             return self.on_record(key, entry, record["record"], record["record_ts"], out)
-        entry.setdefault("early", {})[record["from"]] = record.get("state") or {}
+        entry.setdefault("early", {})[early_key(record["from"], record["at"])] = record.get("state") or {}
         return self._complete(key, entry, None, out) if entry.get("ready") else entry
 
     def _apply(self, key: str, entry: dict, record: dict, ts: int, out) -> None:
         """An event for the logic; a deletion (`$delete`, identity_merge) lets the person
         leave and forgets them: what comes after it is a new person's."""
         if record.get("kind") == DELETE_KIND:
+            self._fire(entry, ts - 1, out)  # what came due before the deletion is decided first
             self.logic.leave(entry["s"], ts, "deleted", out)
             entry["s"] = self.logic.new(*split_key(key))
         else:
@@ -262,11 +285,11 @@ class Router:
             return entry
         while entry.get("awaiting"):
             awaiting, early = entry["awaiting"], entry.setdefault("early", {})
-            if any(source not in early for source in awaiting):
+            if any(_early_of(early, source, at) is None for source, at in awaiting.items()):
                 return entry
             entry["awaiting"] = {}
             for source, at in sorted(awaiting.items()):
-                self._adopt(entry, early.pop(source), at, out)
+                self._adopt(entry, early.pop(_early_of(early, source, at)), at, out)
         for done in ("awaiting", "ready"):
             entry.pop(done, None)
         if not entry.get("early"):

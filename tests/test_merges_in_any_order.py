@@ -180,3 +180,11 @@ def test_merge_notices_are_held_past_the_cap_on_held_records(monkeypatch):
     with pytest.raises(ValueError, match="records held"):
         s.record(f"{APP}:u0", record("u0", "late", "late", "track", last, {}), last)
     finish(s, last)  # nobody left waiting: u0 handed over to u1
+
+
+def test_an_id_deleted_and_merged_again_into_the_same_person_hands_over_twice():
+    """a1 merged into u0, everyone deleted at that moment, a1 merged into u0 again later: u0
+    awaits a handoff from a1 twice, and the second may come before u0 took in the first."""
+    records = history([(0, ("merge", "a0", "u0")), (3 * TIMEOUT, ("merge", "a1", "a0")), (0, ("delete", "a0")),
+                       (3 * TIMEOUT, ("merge", "a1", "u0"))])
+    assert in_some_order(records, [0] * 40, False) == in_time_order(records)

@@ -271,7 +271,6 @@ class Router:
         """An event for the logic; a deletion (`$delete`, identity_merge) lets the person
         leave and forgets them: what comes after it is a new person's."""
         if record.get("kind") == DELETE_KIND:
-            self._fire(entry, ts - 1, out)  # what came due before the deletion is decided first
             self.logic.leave(entry["s"], ts, "deleted", out)
             entry["s"] = self.logic.new(*split_key(key))
         else:

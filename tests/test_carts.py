@@ -101,6 +101,18 @@ def test_state_is_forgotten_once_the_carts_are_decided_and_the_visit_is_over():
     assert s.entries == {}
 
 
+@pytest.mark.parametrize("last", ["setCart", "purchaseCart"])
+def test_a_cart_timeout_longer_than_the_visit_gap_still_fires_and_the_person_is_forgotten(last):
+    """With the visit's end due first while a cart waits, the person was woken then, nothing
+    changed, and no later wake time was set: the cart was never abandoned (or a purchase,
+    kept a timeout to stop a merged-in cart, kept the person for good)."""
+    s = sim(CartSettings(2 * TIMEOUT, TIMEOUT))
+    feed(s, event("u", "setCart", BEGINNING), *([event("u", last, BEGINNING + ONE_MINUTE)] if last != "setCart" else []),
+         clock=BEGINNING + 5 * TIMEOUT)
+    assert [n for n, _ in names(s, "u")] == (["Cart abandoned"] if last == "setCart" else ["Cart purchased"])
+    assert s.entries == {}
+
+
 @pytest.mark.parametrize("cart, reason", [
     ({"totalprice": "lots", "products": []}, "totalprice must be a number"),
     ({"totalprice": 1, "products": "two"}, "products must be a list"),

@@ -120,7 +120,7 @@ def in_some_order(records, choices, at_once: bool) -> list[tuple]:
 
 
 @pytest.mark.parametrize("at_once", [False, True], ids=["wake at the clock's move", "late wake at once"])
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(generated=steps, choices=st.lists(st.integers(0, 10 ** 6), min_size=40, max_size=40))
 def test_any_arrival_order_decides_as_the_time_order(at_once, generated, choices):
     records = history(generated)

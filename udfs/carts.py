@@ -1,7 +1,7 @@
 """cart_timeout's decisions (DESIGN.md, Carts and advanced events; docs/carts.md).
 
-Per person: the cart events not decided yet, in time order, and when the person was last
-active. Time is the log time (the record's timestamp: the collector's receive time), the same
+Per person: the cart events not decided yet and recent cancels and purchases, in time
+order, and when the person was last active. Time is the log time (the record's timestamp: the collector's receive time), the same
 clock the job's watermark follows, so a replay decides alike.
 
 - `setCart` starts or restarts the inactivity timer; `cancelCart` and `purchaseCart` stop it
@@ -98,11 +98,14 @@ class CartLogic:
                 out("derived", *self._derived(s, event, name, ts, suffix, {"cart": cart}))
 
     def due(self, s: dict) -> int | None:
-        """The first time the person's clock must reach: a cart's due time, or the end of the
-        visit (when its state can be forgotten)."""
+        """The first time the person's clock must reach: a cart's due time, or once no cart is
+        left, the end of the visit (when its state can be forgotten). Not the visit's end
+        while carts are left: fire could not forget the person then, and a wake time that
+        does not move is never woken again (tracktor/flink/persons.py sets a timer when it
+        changes)."""
         cfg = self.settings(s["app"])
         times = [t + cfg.timeout_ms for t, _, _, _, _ in s["carts"]]
-        if s["seen"] is not None:
+        if s["seen"] is not None and not times:
             times.append(s["seen"] + cfg.visit_gap_ms)
         return min(times) if times else None
 

@@ -198,11 +198,9 @@ class Router:
             later_early = {}
             if cut is not None:  # deleted after the merge: what came before is the survivor's
                 entry["held"] = held[:cut]
-                # handoffs already in for merges noticed after the deletion are the new person's
-                noticed = {early_key(src, ts) for r, ts in held[cut + 1:] if r.get("kind") == MERGE_KIND
-                           for src in (r.get("data") or {}).get("merged") or []}
-                early = entry.get("early") or {}
-                later_early = {k: early.pop(k) for k in list(early) if k in noticed}
+                # handoffs already in are for merges after the deletion (no merge of its own was
+                # pending at its merge: a later notice is held till then): the new person's
+                later_early = entry.pop("early", {})
             out("handoffs", person_key(app, merge["to"]),
                 handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
             if cut is None:

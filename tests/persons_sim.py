@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from udfs.persons import Router
-
-SECOND = 1000
-
-
-def coalesced(t: int) -> int:
-    """The bucket timer a person's wake time lands on (tracktor/flink/persons.py: whole seconds)."""
-    return -(-t // SECOND) * SECOND
-
-
-MAX_LATE_WAKES = 100  # tracktor/flink/persons.py's
+from udfs.persons import Router, wake_second
 
 
 class Sim:
@@ -37,7 +27,7 @@ class Sim:
 
     def record(self, key: str, record: dict, ts: int) -> None:
         entry = self.router.on_record(key, self.entries.get(key), copy.deepcopy(record), ts, self.out)
-        self._store(key, self._late_wakes(key, entry) if self.at_once else entry)
+        self._store(key, self.router.late_wakes(key, entry, self.watermark, self.out) if self.at_once else entry)
 
     def clock(self, watermark: int) -> None:
         """The watermark moves to `watermark`: every timer at or before it fires, in order.
@@ -46,29 +36,17 @@ class Sim:
         there (that person would never be woken again)."""
         self.watermark = max(self.watermark, watermark)
         while True:
-            due = [(coalesced(w), key) for key, e in self.entries.items()
-                   if (w := self.router.wake(e)) is not None and coalesced(w) <= self.watermark]
+            due = [(wake_second(w), key) for key, e in self.entries.items()
+                   if (w := self.router.wake(e)) is not None and wake_second(w) <= self.watermark]
             if not due:
                 return
             t, key = min(due)
             before = self.router.wake(self.entries[key])
-            entry = self._late_wakes(key, self.router.on_timer(key, self.entries[key], t, self.out))
+            entry = self.router.late_wakes(key, self.router.on_timer(key, self.entries[key], t, self.out),
+                                           self.watermark, self.out)
             assert entry is None or self.router.wake(entry) != before, \
                 f"{key}'s wake time did not move: the job would never wake them again"
             self._store(key, entry)
-
-    def _late_wakes(self, key: str, entry: dict | None) -> dict | None:
-        """tracktor/flink/persons.py `_step`: a wake time the clock has passed is handled now."""
-        wake = self.router.wake(entry) if entry is not None else None
-        for _ in range(MAX_LATE_WAKES):
-            if wake is None or coalesced(wake) > self.watermark:
-                break
-            entry = self.router.on_timer(key, entry, coalesced(wake), self.out)
-            later = self.router.wake(entry) if entry is not None else None
-            if later == wake:
-                break
-            wake = later
-        return entry
 
     def deliver(self, count: int | None = None) -> None:
         """The handoffs written so far (or the first `count` of them) are read back, in the

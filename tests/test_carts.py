@@ -17,8 +17,8 @@ CART = {"totalprice": 3.98, "products": [{"name": "Marshmallows 1kg pack", "pric
 ALL = CartSettings(TIMEOUT, TIMEOUT)
 
 
-def sim(settings=ALL) -> Sim:
-    return Sim(CartLogic({APP: settings}), "cart_timeout")
+def sim(settings=ALL, at_once: bool = False) -> Sim:
+    return Sim(CartLogic({APP: settings}), "cart_timeout", at_once)
 
 
 def event(person, name, t, kind="cart", data=None, eid=None):

@@ -11,9 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from tests.conftest import BEGINNING, ONE_MINUTE, ONE_SECOND
 from tests.persons_sim import Sim
-from tests.test_carts import ALL, APP, CART, TIMEOUT
+from tests.test_carts import APP, TIMEOUT, event, sim
 from udfs import persons
-from udfs.carts import CartLogic
 
 IDS = ("a0", "a1", "a2", "u0", "u1")
 gaps = st.one_of(st.integers(0, 10 * ONE_SECOND), st.integers(TIMEOUT - 5 * ONE_SECOND, TIMEOUT + 5 * ONE_SECOND),
@@ -23,10 +22,6 @@ steps = st.lists(st.tuples(gaps, st.one_of(
     st.tuples(st.sampled_from(["setCart", "cancelCart", "purchaseCart"]), st.sampled_from(IDS)),
     st.tuples(st.just("merge"), st.sampled_from(IDS), st.sampled_from(IDS)),
     st.tuples(st.just("delete"), st.sampled_from(IDS)))), min_size=1, max_size=16)
-
-
-def sim(at_once: bool) -> Sim:
-    return Sim(CartLogic({APP: ALL}), "cart_timeout", at_once)
 
 
 def history(generated) -> list[tuple[str, dict]]:
@@ -44,24 +39,19 @@ def history(generated) -> list[tuple[str, dict]]:
             for i in IDS:
                 if person_of[i] == old:
                     person_of[i] = new
-            out += [(old, record(old, f"e{n}a", "$merge", "merge", t, {"merged_into": new})),
-                    (new, record(new, f"e{n}b", "$merge", "merge", t, {"merged": [old]}))]
+            out += [(old, event(old, "$merge", t, "merge", {"merged_into": new}, f"e{n}a")),
+                    (new, event(new, "$merge", t, "merge", {"merged": [old]}, f"e{n}b"))]
         elif call[0] == "delete":
             deleted = person_of[call[1]]
             members = [i for i in IDS if person_of[i] == deleted]
             for m in members:
-                out.append((m, record(m, f"e{n}:{m}", "$delete", "delete", t, {"person_id": deleted, "ids": members})))
+                out.append((m, event(m, "$delete", t, "delete", {"person_id": deleted, "ids": members}, f"e{n}:{m}")))
                 person_of[m] = m
         else:
             name, who = call
-            kind, data = ("track", {}) if name == "track" else ("cart", CART)
-            out.append((person_of[who], record(person_of[who], f"e{n}", name, kind, t, data)))
+            out.append((person_of[who], event(person_of[who], name, t, "track" if name == "track" else "cart",
+                                              eid=f"e{n}")))
     return out
-
-
-def record(person, eid, name, kind, t, data):
-    return {"event_id": eid, "app": APP, "kind": kind, "event": name, "distinct_id": person, "person_id": person,
-            "ts": t, "received_at": t, "data": data}
 
 
 def finish(s: Sim, last: int, records=()) -> list[tuple]:
@@ -83,7 +73,7 @@ def finish(s: Sim, last: int, records=()) -> list[tuple]:
 
 
 def in_time_order(records, at_once=False) -> list[tuple]:
-    s = sim(at_once)
+    s = sim(at_once=at_once)
     for person, r in records:
         s.clock(r["ts"] - 1)
         s.deliver()
@@ -96,7 +86,7 @@ def in_some_order(records, choices, at_once: bool) -> list[tuple]:
     """Each person's records in their order (a Kafka partition's), persons interleaved, the
     clock moved and handoffs read back at moments `choices` picks; the clock never passes a
     record still to come (what the heartbeats promise)."""
-    s, queues = sim(at_once), {}
+    s, queues = sim(at_once=at_once), {}
     for person, r in records:
         queues.setdefault(person, []).append(r)
     watermark = -2 ** 63
@@ -130,7 +120,7 @@ def test_any_arrival_order_decides_as_the_time_order(at_once, generated, choices
 
 def survivor_first(records, survivor: str) -> list[tuple]:
     """Every record read before the clock moves, the survivor's first (then the others')."""
-    s = sim(False)
+    s = sim()
     for person, r in sorted(records, key=lambda pr: pr[0] != survivor):
         s.record(f"{APP}:{person}", r, r["ts"])
     return finish(s, records[-1][1]["ts"])
@@ -167,7 +157,7 @@ def test_a_deletion_read_before_the_clock_reached_a_carts_due_time_drops_the_car
     the deletion had it been ahead (a replay, a backlog): the one difference the time order
     allows."""
     records = history([(0, ("setCart", "u0")), (TIMEOUT + ONE_SECOND, ("delete", "u0"))])
-    clock_ahead = sim(False)
+    clock_ahead = sim()
     for person, r in records:
         clock_ahead.clock(r["ts"] - 1)
         clock_ahead.record(f"{APP}:{person}", r, r["ts"])
@@ -182,7 +172,7 @@ def test_merge_notices_are_held_past_the_cap_on_held_records(monkeypatch):
     records = history([(0, ("track", "a0")), (ONE_SECOND, ("merge", "a0", "u0")),
                        *[(ONE_SECOND, ("track", "u0"))] * 2, (ONE_SECOND, ("merge", "u0", "u1")),
                        (ONE_SECOND, ("track", "u1"))])
-    s = sim(False)
+    s = sim()
     refused = []
     for person, r in records:
         try:
@@ -192,7 +182,7 @@ def test_merge_notices_are_held_past_the_cap_on_held_records(monkeypatch):
     assert refused == []  # the two tracks fill the cap; the notice to merge into u1 is held past it
     last = records[-1][1]["ts"]
     with pytest.raises(ValueError, match="records held"):
-        s.record(f"{APP}:u0", record("u0", "late", "late", "track", last, {}), last)
+        s.record(f"{APP}:u0", event("u0", "late", last, "track", eid="late"), last)
     finish(s, last)  # nobody left waiting: u0 handed over to u1
 
 

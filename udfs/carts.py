@@ -1,8 +1,9 @@
 """cart_timeout's decisions (DESIGN.md, Carts and advanced events; docs/carts.md).
 
 Per person: the cart events not decided yet and recent cancels and purchases, in time
-order, and when the person was last active. Time is the log time (the record's timestamp: the collector's receive time), the same
-clock the job's watermark follows, so a replay decides alike.
+order, and when the person was last active. Time is the log time (the record's timestamp:
+the collector's receive time), the same clock the job's watermark follows, so a replay
+decides alike.
 
 - `setCart` starts or restarts the inactivity timer; `cancelCart` and `purchaseCart` stop it
   and emit `Cart canceled` / `Cart purchased` at once.

@@ -30,6 +30,13 @@ from udfs.limits import MAX_HELD_RECORDS, MAX_STATE_DEPTH, check_json
 
 MERGE_KIND = "merge"
 DELETE_KIND = "delete"
+SECOND = 1000
+MAX_LATE_WAKES = 100  # wake times handled at once in one step (each moves the person's next one on)
+
+
+def wake_second(t: int) -> int:
+    """The whole second a person's wake time is coalesced to (one timer per bucket and second)."""
+    return -(-t // SECOND) * SECOND
 
 
 class Logic(Protocol):
@@ -154,9 +161,10 @@ class Router:
     """Routes one person's inputs (events, merge notices, handoffs) and timers to a Logic.
 
     A person's entry: {"s": the logic's state, optional "merge": {"to", "at"} (merged away,
-    hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {"source@at": state} (handoffs in before their merge is taken in;
-    keyed by the merge's time too, as an id deleted and merged again hands over twice),
-    "held": [[record, ts], ...], "to": survivor (a redirect)}."""
+    hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {"source@at":
+    state} (handoffs in before their merge is taken in; keyed by the merge's time too, as an
+    id deleted and merged again hands over twice), "held": [[record, ts], ...], "to":
+    survivor (a redirect)}."""
 
     def __init__(self, logic: Logic, job: str, roles: dict):
         self.logic, self.job, self.roles = logic, job, roles  # roles: output role -> topic name
@@ -220,6 +228,22 @@ class Router:
             return entry
         self._fire(entry, now, out)
         return self._tidy(entry)
+
+    def late_wakes(self, key: str, entry: dict | None, now: int, out) -> dict | None:
+        """The person woken at once, as often as their wake time is behind the clock `now`
+        and moves (each at the whole second its timer would have fired at): a timer set for
+        a time the clock has passed would wait for the clock's next move, which may never
+        come (a quiet input, the end of a replay)."""
+        wake = self.wake(entry) if entry is not None else None
+        for _ in range(MAX_LATE_WAKES):
+            if wake is None or wake_second(wake) > now:
+                break
+            entry = self.on_timer(key, entry, wake_second(wake), out)
+            later = self.wake(entry) if entry is not None else None
+            if later == wake:
+                break  # nothing more to do at this time (it waits for a handoff)
+            wake = later
+        return entry
 
     def revisit(self, key: str, entry: dict, now: int, cause: dict, out) -> dict | None:
         """The job's definitions changed: the person is evaluated again (once a merge in

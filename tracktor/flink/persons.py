@@ -21,17 +21,10 @@ from tracktor.flink.bundling import bundle_output_type, bundle_row, bundled, unb
 from tracktor.flink.environment import jvm
 from udfs.envelope import BadRecord, dead_letter, failure_reason
 from udfs.outputs import Outputs
-from udfs.persons import Router, segment_change
+from udfs.persons import Router, segment_change, wake_second
 from udfs.state import BufferedStore, JsonStore
 
 END_OF_INPUT = 2 ** 63 - 1
-MAX_LATE_WAKES = 100  # wake times handled at once in one step (each moves the person's next one on)
-SECOND = 1000
-
-
-def wake_second(t: int) -> int:
-    return -(-t // SECOND) * SECOND
-
 
 class PersonFunction(KeyedProcessFunction):
     """Hands each record of a bundle to its person's Router, and wakes persons on time.
@@ -137,19 +130,8 @@ class PersonFunction(KeyedProcessFunction):
         before = self.router.wake(entry) if entry else None
         entry = step(entry)
         now = ctx.timer_service().current_watermark()
-        # A wake time the clock has passed already (the person's state came late: a merge's
-        # handoff read back after the clock moved on) is handled now, at the whole second its
-        # timer would have fired at: such a timer would wait for the clock's next move, which
-        # may never come (a quiet input, the end of a replay).
-        wake = self.router.wake(entry) if entry is not None and now != END_OF_INPUT else None
-        for _ in range(MAX_LATE_WAKES):
-            if wake is None or wake_second(wake) > now:
-                break
-            entry = self.router.on_timer(key, entry, wake_second(wake), emit)
-            later = self.router.wake(entry) if entry is not None else None
-            if later == wake:
-                break  # nothing more to do at this time (it waits for a handoff)
-            wake = later
+        if now != END_OF_INPUT:  # a wake time the clock passed already: state that came late (a handoff)
+            entry = self.router.late_wakes(key, entry, now, emit)
         if entry is None:
             self.persons.remove(key)
             return

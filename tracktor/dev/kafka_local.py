@@ -126,7 +126,10 @@ class LocalKafka:
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
+            # C1 only, as the jobs' JVMs (flink.jvm_options): on a small machine the broker's
+            # optimising compiler took 0.08 of a core for minutes after the start, and in a
+            # short run the broker took fewer records/s with it than without (docs/performance.md).
+            "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.xml'}",
             "-cp", _classpath(), main, *args,
         ]

@@ -157,6 +157,11 @@ def check_handoff(record: dict) -> dict:
     return record
 
 
+def _survives(record: dict) -> bool:
+    """A merge notice making the person a survivor (others merged into it)."""
+    return record.get("kind") == MERGE_KIND and bool((record.get("data") or {}).get("merged"))
+
+
 class Router:
     """Routes one person's inputs (events, merge notices, handoffs) and timers to a Logic.
 
@@ -180,6 +185,8 @@ class Router:
         if "to" in entry:  # merged away and handed over: what still comes goes to the survivor
             if record.get("kind") == DELETE_KIND:
                 return None  # the person is deleted: its survivor gets a deletion of its own
+            if _survives(record):  # the merge reversed (an older alias read late): a person again
+                return self._notice({"s": self.logic.new(app, person)}, record, ts, out)
             out("handoffs", person_key(app, entry["to"]),
                 handoff(self.job, app, person, entry["to"], ts, record=record, record_ts=ts), ts)
             return entry
@@ -202,21 +209,24 @@ class Router:
             self._fire(entry, merge["at"], out)  # its own timers up to the merge, then hand over
             self.logic.leave(entry["s"], merge["at"], "merged", out)
             held = entry.get("held") or []
-            cut = next((i for i, (r, _) in enumerate(held) if r.get("kind") == DELETE_KIND), None)
+            # deleted after the merge, or the survivor again (the merge reversed): what came
+            # before is the survivor's, the person starts anew from there
+            cut = next((i for i, (r, _) in enumerate(held) if r.get("kind") == DELETE_KIND or _survives(r)), None)
             later_early = {}
-            if cut is not None:  # deleted after the merge: what came before is the survivor's
+            if cut is not None:
                 entry["held"] = held[:cut]
-                # handoffs already in are for merges after the deletion (no merge of its own was
+                # handoffs already in are for merges after the cut (no merge of its own was
                 # pending at its merge: a later notice is held till then): the new person's
                 later_early = entry.pop("early", {})
             out("handoffs", person_key(app, merge["to"]),
                 handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
             if cut is None:
                 return {"to": merge["to"]}
-            # no redirect once deleted (the survivor gets its own deletion): the id may come
-            # back as someone new, whose records are those held after the deletion
+            # no redirect: a deleted id may come back as someone new (the survivor gets its own
+            # deletion), a survivor again takes the others in; from the records held after
+            # the deletion, or from the notice on
             fresh = {"s": self.logic.new(app, person), "early": later_early} if later_early else None
-            for record, ts in held[cut + 1:]:
+            for record, ts in held[cut + (held[cut][0].get("kind") == DELETE_KIND):]:
                 fresh = self.on_record(key, fresh, record, ts, out)
             return fresh
         if entry.get("awaiting") and not entry.get("ready"):

@@ -11,8 +11,11 @@ from hypothesis import given, settings, strategies as st
 
 from tests.conftest import BEGINNING, ONE_MINUTE, ONE_SECOND
 from tests.persons_sim import Sim
-from tests.test_carts import APP, TIMEOUT, event, sim
+from tests.test_carts import APP, CART, TIMEOUT, event, notice, sim
+from tracktor.dev import envelopes as E
 from udfs import persons
+from udfs.identity import IdentityMerger
+from udfs.state import Cell, DictStore
 
 IDS = ("a0", "a1", "a2", "u0", "u1")
 gaps = st.one_of(st.integers(0, 10 * ONE_SECOND), st.integers(TIMEOUT - 5 * ONE_SECOND, TIMEOUT + 5 * ONE_SECOND),
@@ -194,22 +197,23 @@ def test_an_id_deleted_and_merged_again_into_the_same_person_hands_over_twice():
     assert in_some_order(records, [0] * 40, False) == in_time_order(records)
 
 
+def notices_of(merger):
+    """identity_merge's tracktor.events records for an envelope (its notices)."""
+    return lambda env: [r for role, _, r in merger.process(env) if role == "events"]
+
+
+def feeder(s: Sim):
+    return lambda records: [s.record(f"{APP}:{r['person_id']}", r, r["ts"]) for r in records]
+
+
 def reversed_merge(hold: bool) -> Sim:
     """identity_merge's notices for alias(b -> a) read first, then for an older alias(a -> b)
     read late: replayed in time order the older one wins, so b, merged into a, is the
     survivor again and a is merged into b. `hold`: b's second notice reaches it while it
     still hands its state over to a (the clock not yet at the first merge); else once b is a
     redirect to a."""
-    from tracktor.dev import envelopes as E
-    from udfs.identity import IdentityMerger
-    from udfs.state import Cell, DictStore
-
     merger, s, t = IdentityMerger(DictStore(), DictStore(), Cell()), sim(at_once=True), BEGINNING
-
-    def notices(env):
-        return [r for role, _, r in merger.process(env) if role == "events"]
-
-    feed_all = lambda records: [s.record(f"{APP}:{r['person_id']}", r, r["ts"]) for r in records]  # noqa: E731
+    notices, feed_all = notices_of(merger), feeder(s)
     feed_all([event("b", "setCart", t + 10 * ONE_SECOND)])
     first = notices(E.alias(APP, "b", "a", t + ONE_MINUTE))
     assert [(r["person_id"], r["data"]) for r in first] == [("b", {"merged_into": "a"}), ("a", {"merged": ["b"]})]
@@ -235,3 +239,111 @@ def test_a_merge_reversed_by_an_older_alias_read_late_ends_with_one_person(hold)
     assert not s.in_flight and f"{APP}:a" in s.entries and "to" in s.entries[f"{APP}:a"]
     carts = [(n, p) for n, p, _, _ in s.derived() if n.startswith("Cart")]
     assert carts == [("Cart purchased", "b")]  # the cart set on b came back to b with a's state
+
+
+def test_a_merge_reversed_twice_with_the_handoff_read_before_the_revival_ends_with_one_person():
+    """alias(b -> a), then two older aliases (a -> b, b -> a) read late, a's partition ahead of
+    b's: a hands its state to b while b is still a redirect to a. b keeps it (it is for b,
+    a survivor again once its notice is read), not passing it back to a, whose own handoff
+    to come is another; passed on, each waited for the other's for good (found by a review)."""
+    merger, s, t = IdentityMerger(DictStore(), DictStore(), Cell()), sim(at_once=True), BEGINNING
+    notices, feed_all = notices_of(merger), feeder(s)
+    feed_all([event("b", "setCart", t + 10 * ONE_SECOND)])
+    feed_all(notices(E.alias(APP, "b", "a", t + 100 * ONE_SECOND)))
+    s.clock(t + 105 * ONE_SECOND)
+    s.deliver()
+    late = notices(E.alias(APP, "a", "b", t + 90 * ONE_SECOND)) + notices(E.alias(APP, "b", "a", t + 80 * ONE_SECOND))
+    assert [(r["person_id"], r["data"]) for r in late] == [
+        ("a", {"merged_into": "b"}), ("b", {"merged": ["a"]}), ("b", {"merged_into": "a"}), ("a", {"merged": ["b"]})]
+    feed_all([r for r in late if r["person_id"] == "a"])
+    s.deliver()  # a's handoff reaches b, still a redirect
+    feed_all([r for r in late if r["person_id"] == "b"])
+    derived = finish(s, t + 105 * ONE_SECOND)
+    assert merger.canonical("b") == "a" and "to" in s.entries[f"{APP}:b"]
+    assert [(n, p) for _, n, p, _, _ in derived if n.startswith("Cart")] == [("Cart abandoned", "a")]
+
+
+# -- property: identity_merge's own notices, reversed merges among them ----------------------
+CALL_IDS = ("a-1", "a-2", "u1", "u2", "u3")
+call_ids, call_times = st.sampled_from(CALL_IDS), st.one_of(
+    st.sampled_from([0, ONE_SECOND, ONE_MINUTE, TIMEOUT, TIMEOUT + ONE_MINUTE, 3 * TIMEOUT]), st.integers(0, 4 * TIMEOUT))
+calls = st.lists(st.one_of(
+    st.tuples(st.just("alias"), call_ids, call_ids, call_times),
+    st.tuples(st.just("identify"), call_ids, st.sampled_from(["a-1", "a-2"]), call_times),
+    st.tuples(st.just("track"), call_ids, call_times),
+    st.tuples(st.just("cart"), call_ids, st.sampled_from(["set", "purchase", "cancel"]), call_times),
+    st.tuples(st.just("delete"), call_ids, call_times)), min_size=1, max_size=14)
+
+
+def merged_records(generated) -> list[tuple[str, dict]]:
+    """The tracktor.events records the real IdentityMerger makes of the calls, in the order
+    it makes them: calls carry any time, so an older alias read late reverses a merge."""
+    merger, out = IdentityMerger(DictStore(), DictStore(), Cell()), []
+    for n, (kind, who, *rest) in enumerate(generated):
+        ts, eid = BEGINNING + rest[-1], f"e{n}"
+        env = {"alias": lambda: E.alias(APP, who, rest[0], ts, event_id=eid),
+               "identify": lambda: E.identify(APP, who, rest[0], ts, event_id=eid),
+               "track": lambda: E.track(APP, who, "Page", ts, event_id=eid),
+               "cart": lambda: E.cart(APP, who, rest[0], CART, ts, event_id=eid),
+               "delete": lambda: E.delete(APP, who, ts, event_id=eid)}[kind]()
+        out += [(r["person_id"], r) for role, _, r in merger.process(env) if role == "events"]
+    return out
+
+
+def same_source_twice_at_once(records) -> bool:
+    """Two merges of one person into one survivor at the same ms: their handoffs share a key
+    (a limit noted in udfs/persons.py `early_key`, not what this test is about)."""
+    seen = [(p, r["data"]["merged_into"], r["ts"]) for p, r in records if r["kind"] == "merge"
+            and r["data"].get("merged_into")]
+    return len(seen) != len(set(seen))
+
+
+def in_time_order_per_person(records) -> bool:
+    by_person = {}
+    for person, r in records:
+        by_person.setdefault(person, []).append(r["ts"])
+    return all(ts == sorted(ts) for ts in by_person.values())
+
+
+@settings(max_examples=500, deadline=None)
+@given(generated=calls, choices=st.lists(st.integers(0, 10 ** 6), min_size=40, max_size=40))
+def test_identity_merges_own_notices_in_any_arrival_order_all_hand_over(generated, choices):
+    """Reversed merges and deletions among them, read in any order: every handoff ends (none
+    in flight, nobody waiting) and no record is decided twice; where each person's records
+    are in time order, the decisions are those of the records read as made (a record older
+    than what its person had is late: how it is decided depends on the clock)."""
+    records = merged_records(generated)
+    if not records or same_source_twice_at_once(records):
+        return
+    as_made = sim(at_once=True)
+    for person, r in records:
+        as_made.record(f"{APP}:{person}", r, r["ts"])
+    expected = finish(as_made, max(r["ts"] for _, r in records), records)
+    got = in_some_order(records, choices, True)
+    for derived in (expected, got):
+        assert len({d[0] for d in derived}) == len(derived)
+    if in_time_order_per_person(records):
+        assert got == expected
+
+
+
+def test_a_person_cut_at_a_notice_for_the_time_it_hands_over_at_is_decided_at_once():
+    """a-2, deleted and merged into u3, learns it is u3's survivor at that same time (a merge
+    reversed) while it still hands over: starting anew at the cut, it awaits u3 at the time
+    its timer fires at, so it is decided then (its wake time did not move, and the job would
+    not have woken it again). The notices identity_merge made (found by the property test)."""
+    t = BEGINNING
+
+    def deleted(p):
+        return event(p, "$delete", t, "delete", {"person_id": "a-1", "ids": ["a-1", "a-2"]})
+
+    records = [("a-2", notice("a-2", t, merged_into="a-1")), ("a-1", notice("a-1", t, merged=["a-2"])),
+               ("a-1", deleted("a-1")), ("a-2", deleted("a-2")),
+               ("a-1", notice("a-1", t + 1, merged_into="u3")), ("u3", notice("u3", t + 1, merged=["a-1"])),
+               ("a-2", notice("a-2", t, merged_into="u3")), ("u3", notice("u3", t, merged=["a-2"])),
+               ("u3", notice("u3", t, merged_into="a-2")), ("a-2", notice("a-2", t, merged=["u3"]))]
+    s = sim(at_once=True)
+    for n, (person, r) in enumerate(records):
+        s.record(f"{APP}:{person}", {**r, "event_id": f"n{n}"}, r["ts"])
+    finish(s, t + 1)
+    assert s.entries[f"{APP}:u3"] == {"to": "a-2"}

@@ -146,6 +146,8 @@ def check_handoff(record: dict) -> dict:
     for key in ("job", "app", "from", "to"):
         if not isinstance(record.get(key), str) or not record[key]:
             raise BadRecord(f"a handoff's {key!r} must be a non-empty string")
+    if "for" in record and (not isinstance(record["for"], str) or not record["for"]):
+        raise BadRecord("a handoff's 'for' must be a non-empty string")
     if isinstance(record.get("at"), bool) or not isinstance(record.get("at"), int) or record["at"] < 0:
         raise BadRecord("a handoff's 'at' must be a whole number of ms")
     if not isinstance(record.get("state", {}), dict) or not isinstance(record.get("record", {}), dict):
@@ -169,7 +171,8 @@ class Router:
     hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {"source@at":
     state} (handoffs in before their merge is taken in; keyed by the merge's time too, as an
     id deleted and merged again hands over twice), "held": [[record, ts], ...], "to":
-    survivor (a redirect)}."""
+    survivor (a redirect; its "early": handoffs for this id as a survivor again, a merge
+    reversed, whose notice is not read yet)}."""
 
     def __init__(self, logic: Logic, job: str, roles: dict):
         self.logic, self.job, self.roles = logic, job, roles  # roles: output role -> topic name
@@ -183,10 +186,11 @@ class Router:
             return self._handoff(key, entry, check_handoff(record), out)
         check_event(record)
         if "to" in entry:  # merged away and handed over: what still comes goes to the survivor
-            if record.get("kind") == DELETE_KIND:
-                return None  # the person is deleted: its survivor gets a deletion of its own
+            kept = {"early": entry["early"]} if entry.get("early") else {}
+            if record.get("kind") == DELETE_KIND:  # the person is deleted: its survivor gets a deletion of its own
+                return {"s": self.logic.new(app, person), **kept} if kept else None
             if _survives(record):  # the merge reversed (an older alias read late): a person again
-                return self._notice({"s": self.logic.new(app, person)}, record, ts, out)
+                return self._notice({"s": self.logic.new(app, person), **kept}, record, ts, out)
             out("handoffs", person_key(app, entry["to"]),
                 handoff(self.job, app, person, entry["to"], ts, record=record, record_ts=ts), ts)
             return entry
@@ -212,22 +216,25 @@ class Router:
             # deleted after the merge, or the survivor again (the merge reversed): what came
             # before is the survivor's, the person starts anew from there
             cut = next((i for i, (r, _) in enumerate(held) if r.get("kind") == DELETE_KIND or _survives(r)), None)
-            later_early = {}
             if cut is not None:
                 entry["held"] = held[:cut]
-                # handoffs already in are for merges after the cut (no merge of its own was
-                # pending at its merge: a later notice is held till then): the new person's
-                later_early = entry.pop("early", {})
+            # handoffs already in are for notices not taken in yet (no merge of its own was
+            # pending at its merge: a later notice is held till then): the new person's, or
+            # kept on the redirect for when its notice comes (a merge reversed)
+            later_early = entry.pop("early", {})
             out("handoffs", person_key(app, merge["to"]),
                 handoff(self.job, app, person, merge["to"], merge["at"], state=self._export(entry)), merge["at"])
             if cut is None:
-                return {"to": merge["to"]}
+                return {"to": merge["to"], **({"early": later_early} if later_early else {})}
             # no redirect: a deleted id may come back as someone new (the survivor gets its own
             # deletion), a survivor again takes the others in; from the records held after
             # the deletion, or from the notice on
             fresh = {"s": self.logic.new(app, person), "early": later_early} if later_early else None
             for record, ts in held[cut + (held[cut][0].get("kind") == DELETE_KIND):]:
                 fresh = self.on_record(key, fresh, record, ts, out)
+            wake = self.wake(fresh) if fresh is not None else None
+            if wake is not None and wake <= now:  # at this time too (its timer fires now): decided now
+                return self.on_timer(key, fresh, now, out)
             return fresh
         if entry.get("awaiting") and not entry.get("ready"):
             first = min(entry["awaiting"].values())
@@ -291,8 +298,13 @@ class Router:
 
     def _handoff(self, key: str, entry: dict, record: dict, out) -> dict:
         app, person = split_key(key)
-        if "to" in entry:  # a redirect: pass it on
-            out("handoffs", person_key(app, entry["to"]), {**record, "to": entry["to"]}, record["at"])
+        if "to" in entry:
+            if "state" in record and record.get("for", record["to"]) == person:
+                # a merge into this id as a survivor again, its notice not read yet: kept for it
+                entry.setdefault("early", {})[early_key(record["from"], record["at"])] = record["state"]
+                return entry
+            out("handoffs", person_key(app, entry["to"]),
+                {**record, "to": entry["to"], "for": record.get("for", record["to"])}, record["at"])
             return entry
         if "record" in record:  # a record that reached the merged-away person late
             return self.on_record(key, entry, record["record"], record["record_ts"], out)

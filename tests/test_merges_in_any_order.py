@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.conftest import BEGINNING, ONE_MINUTE, ONE_SECOND
 from tests.persons_sim import Sim
-from tests.test_carts import APP, CART, TIMEOUT, event, notice, sim
+from tests.test_carts import APP, CART, TIMEOUT, event, feed, notice, sim
 from tracktor.dev import envelopes as E
 from udfs import persons
 from udfs.identity import IdentityMerger
@@ -202,10 +202,6 @@ def notices_of(merger):
     return lambda env: [r for role, _, r in merger.process(env) if role == "events"]
 
 
-def feeder(s: Sim):
-    return lambda records: [s.record(f"{APP}:{r['person_id']}", r, r["ts"]) for r in records]
-
-
 def reversed_merge(hold: bool) -> Sim:
     """identity_merge's notices for alias(b -> a) read first, then for an older alias(a -> b)
     read late: replayed in time order the older one wins, so b, merged into a, is the
@@ -213,19 +209,19 @@ def reversed_merge(hold: bool) -> Sim:
     still hands its state over to a (the clock not yet at the first merge); else once b is a
     redirect to a."""
     merger, s, t = IdentityMerger(DictStore(), DictStore(), Cell()), sim(at_once=True), BEGINNING
-    notices, feed_all = notices_of(merger), feeder(s)
-    feed_all([event("b", "setCart", t + 10 * ONE_SECOND)])
+    notices = notices_of(merger)
+    feed(s, event("b", "setCart", t + 10 * ONE_SECOND))
     first = notices(E.alias(APP, "b", "a", t + ONE_MINUTE))
     assert [(r["person_id"], r["data"]) for r in first] == [("b", {"merged_into": "a"}), ("a", {"merged": ["b"]})]
-    feed_all(first)
+    feed(s, *first)
     if not hold:
         s.clock(t + ONE_MINUTE + 5 * ONE_SECOND)
         s.deliver()
         assert s.entries[f"{APP}:b"] == {"to": "a"}
     second = notices(E.alias(APP, "a", "b", t))
     assert [(r["person_id"], r["data"]) for r in second] == [("a", {"merged_into": "b"}), ("b", {"merged": ["a"]})]
-    feed_all(second)
-    feed_all([event("b", "purchaseCart", t + 2 * ONE_MINUTE)])
+    feed(s, *second)
+    feed(s, event("b", "purchaseCart", t + 2 * ONE_MINUTE))
     finish(s, t + 2 * ONE_MINUTE)
     return s
 
@@ -247,17 +243,17 @@ def test_a_merge_reversed_twice_with_the_handoff_read_before_the_revival_ends_wi
     a survivor again once its notice is read), not passing it back to a, whose own handoff
     to come is another; passed on, each waited for the other's for good (found by a review)."""
     merger, s, t = IdentityMerger(DictStore(), DictStore(), Cell()), sim(at_once=True), BEGINNING
-    notices, feed_all = notices_of(merger), feeder(s)
-    feed_all([event("b", "setCart", t + 10 * ONE_SECOND)])
-    feed_all(notices(E.alias(APP, "b", "a", t + 100 * ONE_SECOND)))
+    notices = notices_of(merger)
+    feed(s, event("b", "setCart", t + 10 * ONE_SECOND))
+    feed(s, *notices(E.alias(APP, "b", "a", t + 100 * ONE_SECOND)))
     s.clock(t + 105 * ONE_SECOND)
     s.deliver()
     late = notices(E.alias(APP, "a", "b", t + 90 * ONE_SECOND)) + notices(E.alias(APP, "b", "a", t + 80 * ONE_SECOND))
     assert [(r["person_id"], r["data"]) for r in late] == [
         ("a", {"merged_into": "b"}), ("b", {"merged": ["a"]}), ("b", {"merged_into": "a"}), ("a", {"merged": ["b"]})]
-    feed_all([r for r in late if r["person_id"] == "a"])
+    feed(s, *[r for r in late if r["person_id"] == "a"])
     s.deliver()  # a's handoff reaches b, still a redirect
-    feed_all([r for r in late if r["person_id"] == "b"])
+    feed(s, *[r for r in late if r["person_id"] == "b"])
     derived = finish(s, t + 105 * ONE_SECOND)
     assert merger.canonical("b") == "a" and "to" in s.entries[f"{APP}:b"]
     assert [(n, p) for _, n, p, _, _ in derived if n.startswith("Cart")] == [("Cart abandoned", "a")]
@@ -324,7 +320,6 @@ def test_identity_merges_own_notices_in_any_arrival_order_all_hand_over(generate
         assert len({d[0] for d in derived}) == len(derived)
     if in_time_order_per_person(records):
         assert got == expected
-
 
 
 def test_a_person_cut_at_a_notice_for_the_time_it_hands_over_at_is_decided_at_once():

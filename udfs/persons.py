@@ -298,11 +298,9 @@ class Router:
 
     def _handoff(self, key: str, entry: dict, record: dict, out) -> dict:
         app, person = split_key(key)
-        if "to" in entry:
-            if "state" in record and record.get("for", record["to"]) == person:
-                # a merge into this id as a survivor again, its notice not read yet: kept for it
-                entry.setdefault("early", {})[early_key(record["from"], record["at"])] = record["state"]
-                return entry
+        # a redirect passes it on, but for a state written for this id itself (a survivor
+        # again, a merge reversed, its notice not read yet): kept below, as any early handoff
+        if "to" in entry and ("state" not in record or record.get("for", record["to"]) != person):
             out("handoffs", person_key(app, entry["to"]),
                 {**record, "to": entry["to"], "for": record.get("for", record["to"])}, record["at"])
             return entry

@@ -23,6 +23,7 @@ this module only routes. Everything here is plain data (JSON-able dicts), no Fli
 """
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from udfs.envelope import BadRecord
@@ -132,13 +133,33 @@ def early_key(source: str, at: int) -> str:
     return f"{source}@{at}"
 
 
-def _early_of(early: dict, source: str, at: int) -> str | None:
-    """The key of the awaited handoff in `early` (a bare source: a state saved before keys
-    had the merge's time), or None."""
-    for key in (early_key(source, at), source):
-        if key in early:
-            return key
-    return None
+def _keep_early(early: dict, key: str, state: dict) -> None:
+    """`state` waits under `key`, after those already there: `key#1`, `key#2`, … (an id
+    deleted and merged into the same survivor again at the same ms hands over twice, in
+    order, and both may come before the survivor takes in the first)."""
+    slot, n = key, 0
+    while slot in early:
+        n += 1
+        slot = f"{key}#{n}"
+    early[slot] = state
+
+
+_QUEUED = re.compile(r"(.*@\d+)#\d+")  # a key behind another in the queue: `source@at#n`
+
+
+def _take_early(early: dict, source: str, at: int) -> dict:
+    """The first handoff waiting for the merge of `source` at `at` (a bare source: a state
+    saved before keys had the merge's time); the next one, if any, moves up."""
+    key = next(k for k in (early_key(source, at), source) if k in early)
+    state, n = early.pop(key), 1
+    while f"{key}#{n}" in early:
+        early[key if n == 1 else f"{key}#{n - 1}"] = early.pop(f"{key}#{n}")
+        n += 1
+    return state
+
+
+def _early_in(early: dict, source: str, at: int) -> bool:
+    return early_key(source, at) in early or source in early
 
 
 def check_handoff(record: dict) -> dict:
@@ -170,7 +191,8 @@ class Router:
     A person's entry: {"s": the logic's state, optional "merge": {"to", "at"} (merged away,
     hand-over pending), "awaiting": {source: at}, "ready": bool, "early": {"source@at":
     state} (handoffs in before their merge is taken in; keyed by the merge's time too, as an
-    id deleted and merged again hands over twice), "held": [[record, ts], ...], "to":
+    id deleted and merged again hands over twice; `source@at#n` queued behind it when that
+    is at the same ms), "held": [[record, ts], ...], "to":
     survivor (a redirect; its "early": handoffs for this id as a survivor again, a merge
     reversed, whose notice is not read yet)}."""
 
@@ -306,7 +328,7 @@ class Router:
             return entry
         if "record" in record:  # a record that reached the merged-away person late
             return self.on_record(key, entry, record["record"], record["record_ts"], out)
-        entry.setdefault("early", {})[early_key(record["from"], record["at"])] = record.get("state") or {}
+        _keep_early(entry.setdefault("early", {}), early_key(record["from"], record["at"]), record.get("state") or {})
         return self._complete(key, entry, None, out) if entry.get("ready") else entry
 
     def _apply(self, key: str, entry: dict, record: dict, ts: int, out) -> None:
@@ -326,11 +348,11 @@ class Router:
             return entry
         while entry.get("awaiting"):
             awaiting, early = entry["awaiting"], entry.setdefault("early", {})
-            if any(_early_of(early, source, at) is None for source, at in awaiting.items()):
+            if not all(_early_in(early, source, at) for source, at in awaiting.items()):
                 return entry
             entry["awaiting"] = {}
             for source, at in sorted(awaiting.items()):
-                self._adopt(entry, early.pop(_early_of(early, source, at)), at, out)
+                self._adopt(entry, _take_early(early, source, at), at, out)
         for done in ("awaiting", "ready"):
             entry.pop(done, None)
         if not entry.get("early"):
@@ -355,8 +377,9 @@ class Router:
         # (the clock passed them already, with its own)
         for source, when in (handed.get("awaiting") or {}).items():
             entry["awaiting"][source] = when
-        for source, state in (handed.get("early") or {}).items():
-            entry.setdefault("early", {})[source] = state
+        for key, state in (handed.get("early") or {}).items():
+            queued = _QUEUED.fullmatch(key)
+            _keep_early(entry.setdefault("early", {}), queued[1] if queued else key, state)
 
     def _export(self, entry: dict) -> dict:
         return {k: v for k, v in entry.items() if k in ("s", "held", "awaiting", "early")}

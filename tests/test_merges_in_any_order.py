@@ -18,7 +18,8 @@ from udfs.identity import IdentityMerger
 from udfs.state import Cell, DictStore
 
 IDS = ("a0", "a1", "a2", "u0", "u1")
-gaps = st.one_of(st.integers(0, 10 * ONE_SECOND), st.integers(TIMEOUT - 5 * ONE_SECOND, TIMEOUT + 5 * ONE_SECOND),
+gaps = st.one_of(st.just(0), st.integers(0, 10 * ONE_SECOND),  # 0: calls at the same ms (several merges at once)
+                 st.integers(TIMEOUT - 5 * ONE_SECOND, TIMEOUT + 5 * ONE_SECOND),
                  st.just(3 * TIMEOUT))
 steps = st.lists(st.tuples(gaps, st.one_of(
     st.tuples(st.just("track"), st.sampled_from(IDS)),
@@ -197,23 +198,74 @@ def test_an_id_deleted_and_merged_again_into_the_same_person_hands_over_twice():
     assert in_some_order(records, [0] * 40, False) == in_time_order(records)
 
 
-def test_an_id_deleted_and_merged_again_into_the_same_person_at_the_same_ms_hands_over_in_order():
-    """a1 merged into u0, deleted and merged into u0 again, all at one ms, its handoffs read
-    by u0 before u0's clock reached that time (u0 on a subtask behind a1's): both handoffs
-    share the source and the time, and u0 takes in the first before the deletion and the
-    second after it (keyed by source and time alone, the second overwrote the first and u0
-    awaited a third for good)."""
-    records = history([(0, ("setCart", "a1")), (ONE_MINUTE, ("merge", "a1", "u0")), (0, ("delete", "a1")),
-                       (0, ("setCart", "a1")), (0, ("merge", "a1", "u0"))])
-    merge_at = records[-1][1]["ts"]
+def handoffs_read_first(records, survivor: str) -> list[tuple]:
+    """The others' records read and the clock at the last merge, their handoffs read back,
+    and only then `survivor`'s records (the survivor on a subtask behind the others')."""
+    merge_at = max(r["ts"] for _, r in records if r["kind"] == "merge")
     s = sim()
-    feed(s, *[r for p, r in records if p == "a1"], clock=merge_at)
-    assert len(s.in_flight) == 2  # a1 handed over twice at merge_at
+    feed(s, *[r for p, r in records if p != survivor], clock=merge_at)
     s.deliver()
-    feed(s, *[r for p, r in records if p != "a1"])
-    got = finish(s, merge_at, records)
-    assert got == in_time_order(records)
-    assert [(n, p) for _, n, p, _, _ in got if n.startswith("Cart")] == [("Cart abandoned", "u0")]
+    feed(s, *[r for p, r in records if p == survivor])
+    return finish(s, merge_at, records)
+
+
+SAME_MS = {
+    "deleted and merged again": [(0, ("setCart", "a1")), (ONE_MINUTE, ("merge", "a1", "u0")), (0, ("delete", "a1")),
+                                 (0, ("setCart", "a1")), (0, ("merge", "a1", "u0"))],
+    "deleted and merged again twice": [(0, ("setCart", "a1")), (ONE_MINUTE, ("merge", "a1", "u0")),
+                                       (0, ("delete", "a1")), (0, ("setCart", "a1")), (0, ("merge", "a1", "u0")),
+                                       (0, ("delete", "a1")), (0, ("setCart", "a1")), (0, ("merge", "a1", "u0"))],
+    "three ids": [(0, ("setCart", "a0")), (ONE_MINUTE, ("merge", "a0", "u0")), (0, ("merge", "a1", "u0")),
+                  (0, ("merge", "a2", "u0"))],
+}
+
+
+@pytest.mark.parametrize("steps", SAME_MS.values(), ids=SAME_MS.keys())
+def test_merges_into_one_person_at_the_same_ms_with_the_handoffs_read_first_are_all_taken_in(steps):
+    """Several merges into u0 at one ms, their handoffs read by u0 before its clock reached
+    that time (u0 on a subtask behind the others'). An id deleted and merged again hands
+    over under the same source and time each time: u0 takes them in in order, around the
+    deletions (keyed by source and time alone, the second overwrote the first and u0
+    awaited another for good). And taking one merge in brings the next notice, for a time
+    the clock has passed, its handoff in already: u0 takes it on at once (its wake time
+    did not move, and the job would not have woken it again). Both found by a review."""
+    records = history(steps)
+    expected = in_time_order(records)
+    assert handoffs_read_first(records, "u0") == expected
+    assert [(n, p) for _, n, p, _, _ in expected if n.startswith("Cart")] == [("Cart abandoned", "u0")]
+
+
+def test_several_merges_at_the_same_ms_in_time_order_leave_nobody_waiting():
+    """The same at the survivor's own clock, every record read in time order (a review)."""
+    records = history([(0, ("merge", "a0", "a1")), (0, ("merge", "u1", "a1")), (0, ("merge", "u0", "a1")),
+                       (0, ("merge", "a0", "a2"))])
+    assert in_time_order(records) == in_time_order(records, at_once=True)
+
+
+def test_an_id_shaped_like_another_ids_handoff_key_is_not_taken_for_it():
+    """Ids are the clients': q is literally p's second handoff key at T (`p@T#1`). u0 awaits
+    q at T1 and p twice at T; p's two handoffs are read first. Each is taken in for its own
+    merge (a lookup by the bare id, kept for states older than the keys, took p's second
+    handoff for q's, and u0 waited for q's own for good)."""
+    t1, t = BEGINNING + ONE_MINUTE, BEGINNING + 2 * ONE_MINUTE
+    q = f"p@{t}#1"
+    deleted = {"person_id": "u0", "ids": ["p", "u0"]}
+    records = [(q, event(q, "setCart", BEGINNING, eid="c0")),
+               (q, notice(q, t1, merged_into="u0")), ("u0", notice("u0", t1, merged=[q])),
+               ("p", event("p", "setCart", BEGINNING, eid="c1")),
+               ("p", notice("p", t, merged_into="u0")), ("u0", notice("u0", t, merged=["p"])),
+               ("p", event("p", "$delete", t, "delete", deleted, eid="d-p")),
+               ("u0", event("u0", "$delete", t, "delete", deleted, eid="d-u0")),
+               ("p", event("p", "setCart", t, eid="c2")),
+               ("p", {**notice("p", t, merged_into="u0"), "event_id": "m2p"}),
+               ("u0", {**notice("u0", t, merged=["p"]), "event_id": "m2u"})]
+    s = sim()
+    feed(s, *[r for p, r in records if p == "p"], clock=t)
+    s.deliver()
+    assert list(s.entries[f"{APP}:u0"]["early"]) == [f"p@{t}", f"p@{t}#1"]
+    feed(s, *[r for p, r in records if p == "u0"])
+    feed(s, *[r for p, r in records if p == q])
+    assert finish(s, t, records) == in_time_order(records)
 
 
 def notices_of(merger):

@@ -23,7 +23,6 @@ this module only routes. Everything here is plain data (JSON-able dicts), no Fli
 """
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 from udfs.envelope import BadRecord
@@ -144,22 +143,15 @@ def _keep_early(early: dict, key: str, state: dict) -> None:
     early[slot] = state
 
 
-_QUEUED = re.compile(r"(.*@\d+)#\d+")  # a key behind another in the queue: `source@at#n`
-
-
 def _take_early(early: dict, source: str, at: int) -> dict:
-    """The first handoff waiting for the merge of `source` at `at` (a bare source: a state
-    saved before keys had the merge's time); the next one, if any, moves up."""
-    key = next(k for k in (early_key(source, at), source) if k in early)
+    """The first handoff waiting for the merge of `source` at `at`; the next one, if any,
+    moves up."""
+    key = early_key(source, at)
     state, n = early.pop(key), 1
     while f"{key}#{n}" in early:
         early[key if n == 1 else f"{key}#{n - 1}"] = early.pop(f"{key}#{n}")
         n += 1
     return state
-
-
-def _early_in(early: dict, source: str, at: int) -> bool:
-    return early_key(source, at) in early or source in early
 
 
 def check_handoff(record: dict) -> dict:
@@ -259,11 +251,14 @@ class Router:
                 return self.on_timer(key, fresh, now, out)
             return fresh
         if entry.get("awaiting") and not entry.get("ready"):
-            first = min(entry["awaiting"].values())
-            if first <= now:
+            # taking one merge in may bring a held notice of another at a time the clock
+            # passed already, its handoff perhaps in: taken on now (the wake time does not
+            # move, so no timer would come for it)
+            while entry is not None and entry.get("awaiting") and not entry.get("ready") \
+                    and (first := min(entry["awaiting"].values())) <= now:
                 self._fire(entry, first, out)
                 entry["ready"] = True
-                return self._complete(key, entry, now, out)
+                entry = self._complete(key, entry, now, out)
             return entry
         self._fire(entry, now, out)
         return self._tidy(entry)
@@ -348,7 +343,7 @@ class Router:
             return entry
         while entry.get("awaiting"):
             awaiting, early = entry["awaiting"], entry.setdefault("early", {})
-            if not all(_early_in(early, source, at) for source, at in awaiting.items()):
+            if not all(early_key(source, at) in early for source, at in awaiting.items()):
                 return entry
             entry["awaiting"] = {}
             for source, at in sorted(awaiting.items()):
@@ -373,16 +368,11 @@ class Router:
         self.logic.combine(entry["s"], handed.get("s") or {}, at, out)
         for record, ts in handed.get("held") or []:
             entry.setdefault("held", []).append([record, ts])
-        # its own merges still to come: only in a state saved before later notices were held
-        # (the clock passed them already, with its own)
-        for source, when in (handed.get("awaiting") or {}).items():
-            entry["awaiting"][source] = when
-        for key, state in (handed.get("early") or {}).items():
-            queued = _QUEUED.fullmatch(key)
-            _keep_early(entry.setdefault("early", {}), queued[1] if queued else key, state)
 
     def _export(self, entry: dict) -> dict:
-        return {k: v for k, v in entry.items() if k in ("s", "held", "awaiting", "early")}
+        """What a merged-away person hands over: its state and the records it held after the
+        merge (merges of its own were taken in before it hands over: a later notice is held)."""
+        return {k: v for k, v in entry.items() if k in ("s", "held")}
 
     def _fire(self, entry: dict, now: int, out) -> None:
         due = self.logic.due(entry["s"])

@@ -283,7 +283,11 @@ class Calls:
 
 
 def freshness(tmp: Path, broker: LocalKafka, probes: int, load_per_s: int, checkpoint_ms: int | None) -> list[Figure]:
-    name = f"fresh-{load_per_s}-{checkpoint_ms or 'shipped'}"
+    name = base = f"fresh-{load_per_s}-{checkpoint_ms or 'shipped'}"
+    for n in itertools.count(2):  # a setting given twice (--load 1000 1000) is run twice
+        if not (tmp / name).exists():
+            break
+        name = f"{base}-{n}"
     (tmp / name).mkdir()
     bootstrap = broker.bootstrap_servers
     shipped = config.load().flink

@@ -145,6 +145,14 @@ def make_config(tmp_path, prefix: str, bootstrap_servers: str = "embedded", sect
 HEARTBEAT = b"#hb:"  # clock records (tracktor/flink/kafka.py); read_topic leaves them out
 
 
+def produce(bootstrap_servers: str, topic: str, key: str, record: dict, ts: int) -> None:
+    """One JSON record into `topic`, with the log time `ts`."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap_servers})
+    p.produce(topic, json.dumps(record).encode(), key.encode(), timestamp=ts)
+    assert p.flush(10) == 0
+
+
 def read_topic(bootstrap_servers: str, topic: str, timeout_ms: int = 60_000) -> list[tuple[str, dict]]:
     """Every record of a topic committed when the call starts, as (key, value; None for a
     tombstone), heartbeats left out: read up to the end offsets (the last stable ones,

@@ -4,7 +4,6 @@ checkpoint: the delay fires once the clock passes it, its action is written exac
 and delivery calls the webhook once."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -12,7 +11,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 import yaml
 
-from tests.conftest import BEGINNING, ONE_MINUTE, make_config, read_topic, start_job, stop_job, wait_for
+from tests.conftest import BEGINNING, ONE_MINUTE, make_config, produce, read_topic, start_job, stop_job, wait_for
 from tests.integration.test_workflows import Receiver, wait_until
 from tracktor import config
 from tracktor.delivery.service import Delivery
@@ -22,13 +21,6 @@ from tracktor.topics import ensure_topics
 pytestmark = [pytest.mark.integration, pytest.mark.faults]  # a job SIGKILLed mid-state: the second tier
 SHOP = "demo-shop"
 HOUR = 60 * ONE_MINUTE
-
-
-def produce(kafka, topic, key, record, ts):
-    from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": kafka})
-    p.produce(topic, json.dumps(record).encode(), key.encode(), timestamp=ts)
-    assert p.flush(10) == 0
 
 
 def clock(kafka, cfg, ms):

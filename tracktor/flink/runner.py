@@ -78,7 +78,10 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
     A job that reads what it writes (merge handoffs) cannot stop at its inputs' end as they
     were at its start: what it hands over during the run must still be read. Bounded, it
     replays with consumer groups of its own and is stopped once they have committed every
-    record of its inputs, handoffs included (`drain`)."""
+    record of its inputs, handoffs included (`drain`). Its handoffs it reads from that
+    topic's end at its start: those of earlier runs are not the replay's (a record forwarded
+    in one would be decided again, out of its time). Other topics it writes and reads
+    (workflow_runner's tracktor.derived) are other jobs' too: read from their beginning."""
     from tracktor.topics import partition_counts
 
     if bounded and restore:  # a restored snapshot is the job's (CLAIM): a run that ends would discard it
@@ -98,7 +101,8 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
         for role in job.inputs:
             source_clock = (kafka.HEARTBEATS if role in written_clocks else kafka.RECORDS) if role in job.clock_inputs else None
             stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
-                                  bounded and not replay, flink, clock=source_clock)
+                                  bounded and not replay, flink, clock=source_clock,
+                                  from_end=bool(replay) and role == "handoffs")
             inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
         out = job.build(inputs, cfg)
         clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None

@@ -39,6 +39,15 @@ def ensure_topics(bootstrap_servers: str, kafka: KafkaSettings, names: list[str]
         admin.close()
 
 
+def delete_topics(bootstrap_servers: str, names: list[str]) -> None:
+    """Delete the topics `names` (a replay's own, once it is over)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})  # kept until the deletions are done
+    for done in admin.delete_topics(names, operation_timeout=30).values():
+        done.result(60)
+
+
 def partition_counts(bootstrap_servers: str, names: list[str]) -> dict[str, int]:
     """{topic: number of partitions} for existing topics."""
     from confluent_kafka.admin import AdminClient

@@ -59,14 +59,12 @@ def _table(t_env, table: str, bootstrap_servers: str, topics: list[str], columns
 
 
 def source(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str, bounded: bool,
-           flink: FlinkSettings, clock: str | None, from_end: bool = False):
+           flink: FlinkSettings, clock: str | None):
     """A DataStream of Row(k, v, ts) from `topic`.
 
     Bounded: the whole topic, from the beginning to its end as it is at start (a replay).
     Unbounded: from the committed offsets of `group_id` (earliest when none), unless a
-    restored checkpoint says where the job was; with `from_end`, from the topic's end as it
-    is at start instead (what the job itself will write there). Only committed
-    transactions are read.
+    restored checkpoint says where the job was. Only committed transactions are read.
     With `clock` (RECORDS or HEARTBEATS), records carry their timestamps and the stream its
     watermarks, per partition and the least of them (with `flink.idle_partition_timeout`, a
     partition quiet that long is left out until it has records again); without, neither.
@@ -74,12 +72,8 @@ def source(t_env, table: str, bootstrap_servers: str, topic: str, group_id: str,
     from pyflink.common import Types
     from pyflink.datastream.data_stream import DataStream
 
-    if bounded:
-        startup = "'scan.startup.mode' = 'earliest-offset',"
-    elif from_end:
-        startup = "'scan.startup.mode' = 'latest-offset',"
-    else:
-        startup = "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest',"
+    startup = "'scan.startup.mode' = 'earliest-offset'," if bounded else \
+        "'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest',"
     until = "'scan.bounded.mode' = 'latest-offset'," if bounded else ""
     watermark = ""
     if clock == RECORDS:

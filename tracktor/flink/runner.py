@@ -78,46 +78,69 @@ def run(job: Job, cfg: Config, bootstrap_servers: str, bounded: bool, restore: P
     A job that reads what it writes (merge handoffs) cannot stop at its inputs' end as they
     were at its start: what it hands over during the run must still be read. Bounded, it
     replays with consumer groups of its own and is stopped once they have committed every
-    record of its inputs, handoffs included (`drain`). Its handoffs it reads from that
-    topic's end at its start: those of earlier runs are not the replay's (a record forwarded
-    in one would be decided again, out of its time). Other topics it writes and reads
-    (workflow_runner's tracktor.derived) are other jobs' too: read from their beginning."""
-    from tracktor.topics import partition_counts
+    record of its inputs, handoffs included (`drain`). Its handoffs go through a topic of
+    its own, deleted after it (`replay_handoffs`)."""
+    from tracktor.topics import delete_topics, partition_counts
 
     if bounded and restore:  # a restored snapshot is the job's (CLAIM): a run that ends would discard it
         raise ValueError("--bounded replays the inputs from their beginning with no state; --from-savepoint resumes "
                          "a job from its state: give one of them")
     flink = job.flink_settings(cfg)
     stop = None if bounded else stop_requested()  # from now on: a stop during start-up is one too
-    topics = cfg.topics
     replay = f"-replay-{uuid.uuid4().hex[:8]}" if bounded and job.feedback else ""
     if replay:  # its end shows in committed offsets: checkpoint often
         flink = flink.model_copy(update={"checkpoint_interval_ms": min(flink.checkpoint_interval_ms, 1000)})
-    with one_java_thread():
-        env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore, serve_rest=not bounded,
-                                allow_non_restored=allow_non_restored)
-        groups = {role: job.group_id(role) + replay for role in job.inputs}
-        inputs, written_clocks = {}, jobs_clock()
-        for role in job.inputs:
-            source_clock = (kafka.HEARTBEATS if role in written_clocks else kafka.RECORDS) if role in job.clock_inputs else None
-            stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
-                                  bounded and not replay, flink, clock=source_clock,
-                                  from_end=bool(replay) and role == "handoffs")
-            inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs else stream
-        out = job.build(inputs, cfg)
-        clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) if job.clock_outputs else None
-        result = kafka.sink(t_env, out, f"{job.name}_out", bootstrap_servers, [topics[r] for r in job.outputs],
-                            job.transactional_id_prefix + replay, flink, clock)
-    if replay:
-        drain(result, bootstrap_servers, {topics[role]: groups[role] for role in job.inputs}, flink)
-        shutil.rmtree(flink.checkpoint_dir / (job.name + replay), ignore_errors=True)
-    elif bounded:
-        result.wait()
-    else:
-        with registered(flink, job.name, str(result.get_job_client().get_job_id())):
-            until_stopped(result, savepoint_dir(flink, job.name), stop)
+        cfg = replay_handoffs(cfg, bootstrap_servers, replay)
+    topics = cfg.topics
+    try:
+        with one_java_thread():
+            env, t_env = stream_env(flink, job.name + replay, resume=not bounded, restore=restore,
+                                    serve_rest=not bounded, allow_non_restored=allow_non_restored)
+            groups = {role: job.group_id(role) + replay for role in job.inputs}
+            inputs, written_clocks = {}, jobs_clock()
+            for role in job.inputs:
+                source_clock = (kafka.HEARTBEATS if role in written_clocks else kafka.RECORDS) \
+                    if role in job.clock_inputs else None
+                stream = kafka.source(t_env, f"{role}_in", bootstrap_servers, topics[role], groups[role],
+                                      bounded and not replay, flink, clock=source_clock)
+                inputs[role] = kafka.without_clock(stream) if job.clock_inputs and role not in job.clock_inputs \
+                    else stream
+            out = job.build(inputs, cfg)
+            clock = partition_counts(bootstrap_servers, [topics[r] for r in job.clock_outputs]) \
+                if job.clock_outputs else None
+            result = kafka.sink(t_env, out, f"{job.name}_out", bootstrap_servers, [topics[r] for r in job.outputs],
+                                job.transactional_id_prefix + replay, flink, clock)
+        if replay:
+            drain(result, bootstrap_servers, {topics[role]: groups[role] for role in job.inputs}, flink)
+            shutil.rmtree(flink.checkpoint_dir / (job.name + replay), ignore_errors=True)
+        elif bounded:
+            result.wait()
+        else:
+            with registered(flink, job.name, str(result.get_job_client().get_job_id())):
+                until_stopped(result, savepoint_dir(flink, job.name), stop)
+    finally:
+        if replay:
+            delete_topics(bootstrap_servers, [topics[HANDOFFS]])
     if bounded and job.after_bounded_run:
         job.after_bounded_run(cfg)
+
+
+HANDOFFS = "handoffs"  # the per-person jobs' topic role for merge handoffs (udfs/persons.py)
+
+
+def replay_handoffs(cfg: Config, bootstrap_servers: str, replay: str) -> Config:
+    """`cfg` with a handoffs topic of the replay's own (`<handoffs topic><replay>`, as many
+    partitions as the shared one), created here. tracktor.handoffs holds the live job's
+    handoffs and earlier runs': a replay reading them would take in states and records
+    that are not its persons' (a record forwarded there decided again, out of its time),
+    and a live job reading the replay's would too."""
+    from tracktor.topics import ensure_topics, partition_counts
+
+    shared = cfg.topics[HANDOFFS]
+    cfg = cfg.updated(kafka={"topics": {HANDOFFS: shared + replay}})
+    ensure_topics(bootstrap_servers, cfg.kafka, [cfg.topics[HANDOFFS]],
+                  partition_counts(bootstrap_servers, [shared])[shared])
+    return cfg
 
 
 def jobs_clock() -> set[str]:

@@ -126,7 +126,9 @@ def test_every_poison_record_is_a_dead_letter_with_a_reason_naming_its_topic(run
         job = jobs.load(name)
         for role in job.inputs:
             mine = [d for d in dead if d["job"] == name and d["topic"] == cfg.topics[role]]
-            expected = [v for v in sent[role] if addressed_to(v, name, role)]
+            # a bounded replay hands over through a topic of its own, never reading the shared
+            # one (test_segment_eval_live sends this poison to a running job's)
+            expected = [] if role == "handoffs" else [v for v in sent[role] if addressed_to(v, name, role)]
             assert len(mine) == len(expected), (name, role, [d["reason"] for d in mine])
             assert all(d["reason"] and d["record"] is not None for d in mine)
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import clean_env, make_config, read_topic, start_job, stop_job, wait_for
+from tests.integration.test_poison import addressed_to, poison
 from tracktor import ROOT, config
 from tracktor.dev import envelopes as E, loader
 from tracktor.topics import ensure_topics
@@ -125,4 +126,27 @@ def test_a_wrong_definition_on_the_topic_is_a_dead_letter_and_the_last_good_one_
     # the job goes on with the last good definition: Item1 still makes a watcher
     loader.send(kafka, cfg.topics["raw"], [E.track(APP, "dee", "Item1", now())])
     wait_for("dee in watchers", lambda: ("dee", "entered") in {c[:2] for c in changes(kafka, cfg, "watchers")}, job)
+    assert job.poll() is None
+
+
+def test_poison_on_the_handoffs_topic_is_a_dead_letter_and_the_job_goes_on(live, kafka):
+    """Records no job can use, written straight to the running job's handoffs topic (a
+    bounded replay uses a topic of its own, so test_poison cannot reach it)."""
+    from confluent_kafka import Producer
+    cfg, _, job = live
+    bad = poison("handoffs")
+    producer = Producer({"bootstrap.servers": kafka})
+    for value in bad:
+        producer.produce(cfg.topics["handoffs"], value, f"{APP}:ann".encode())
+    producer.flush(30)
+    expected = [v for v in bad if addressed_to(v, "segment_eval", "handoffs")]
+
+    def letters():
+        found = [v for _, v in read_topic(kafka, cfg.topics["dead_letter"])
+                 if v["job"] == "segment_eval" and v["topic"] == cfg.topics["handoffs"]]
+        return found if len(found) >= len(expected) else None
+    found = wait_for("a dead letter for each poison handoff", letters, job)
+    assert len(found) == len(expected) and all(d["reason"] for d in found)
+    loader.send(kafka, cfg.topics["raw"], [E.track(APP, "eve", "Item1", now())])
+    wait_for("eve in watchers", lambda: ("eve", "entered") in {c[:2] for c in changes(kafka, cfg, "watchers")}, job)
     assert job.poll() is None

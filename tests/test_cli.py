@@ -131,7 +131,6 @@ def test_the_collector_command_serves_from_several_processes_and_stops_them_all(
     assert len([v for _, v in read_topic(kafka, cfg.topics["raw"])]) == 20
 
 
-@pytest.mark.faults  # SIGKILLed and restarted: the second tier
 def test_an_unbounded_job_runs_on_and_resumes_its_state_after_being_killed(kafka, tmp_path):
     cfg = make_config(tmp_path, "cli-job", bootstrap_servers=kafka)
     app, t0 = "demo-video", 1_767_225_600_000

@@ -18,7 +18,7 @@ from tracktor.delivery.service import Delivery
 from tracktor.dev import loader
 from tracktor.topics import ensure_topics
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]  # a job SIGKILLed mid-state: the second tier
+pytestmark = pytest.mark.integration
 SHOP = "demo-shop"
 HOUR = 60 * ONE_MINUTE
 
